@@ -1,0 +1,54 @@
+"""Helpers shared by the benchmarks: locating the shared data, timing, table printing."""
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+EN_MIX = SHARED_DATA / "corpora" / "en-mix"
+
+
+def require(path: Path) -> Path:
+    if not path.exists():
+        raise SystemExit(f"benchmark data {path} is missing (expected ../shared/data beside the repo)")
+    return path
+
+
+def concatenated_en_mix(folder: Path) -> Path:
+    """en-mix as one file (all ten files sorted by name), for tools that want one file."""
+    target = folder / "en-mix.txt"
+    if not target.exists():
+        with open(target, "wb") as out:
+            for path in sorted(require(EN_MIX).glob("*.txt")):
+                with open(path, "rb") as handle:
+                    shutil.copyfileobj(handle, out)
+    return target
+
+
+def scratch_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="bench-"))
+
+
+def timed(function, *args, **kwargs):
+    start = time.perf_counter()
+    result = function(*args, **kwargs)
+    return time.perf_counter() - start, result
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def print_table(header: list[str], rows: list[list]) -> None:
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
+    for row in [header] + rows:
+        print("  ".join(str(x).rjust(w) for x, w in zip(row, widths)))
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0))

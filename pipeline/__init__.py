@@ -1,0 +1,2 @@
+"""Orchestration of the stages: configuration, the stage graph, the run directory and the CLI.
+No numerics live here."""
