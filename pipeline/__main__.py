@@ -45,6 +45,17 @@ def build_parser() -> argparse.ArgumentParser:
     clean = verbs.add_parser("clean", help="delete stages' outputs (all if none named)")
     _add_common(clean)
     clean.add_argument("stages", nargs="*", metavar="STAGE")
+    similar = verbs.add_parser("similar", help="nearest words to WORD (cosine)")
+    _add_common(similar)
+    similar.add_argument("word")
+    similar.add_argument("-n", type=int, default=10, help="how many (default 10)")
+
+    analogy = verbs.add_parser("analogy", help="A is to B as C is to ?")
+    _add_common(analogy)
+    analogy.add_argument("words", nargs=3, metavar="WORD")
+    analogy.add_argument("-n", type=int, default=5, help="how many answers (default 5)")
+    analogy.add_argument("--method", choices=("add", "mul"), default="add",
+                         help="3CosAdd (default) or 3CosMul")
     return parser
 
 
@@ -90,6 +101,38 @@ def cmd_clean(args) -> int:
     return EXIT_OK
 
 
+def _trained_vectors(args):
+    from stages.vectors import Vectors
+    pipeline = _pipeline(args)
+    if pipeline.state("word2vec").state != "done":
+        raise UsageError(f"no trained vectors in {pipeline.run_dir}: run the pipeline first "
+                         f"(python -m pipeline run)")
+    return Vectors.load(pipeline.stage_dir("word2vec") / "vectors.bin")
+
+
+def cmd_similar(args) -> int:
+    vectors = _trained_vectors(args)
+    _require_words(vectors, [args.word])
+    for word, score in vectors.most_similar(args.word, n=args.n):
+        print(f"{score:8.4f}  {word}")
+    return EXIT_OK
+
+
+def cmd_analogy(args) -> int:
+    vectors = _trained_vectors(args)
+    _require_words(vectors, args.words)
+    a, b, c = args.words
+    for word, score in vectors.analogy(a, b, c, n=args.n, method=args.method):
+        print(f"{score:8.4f}  {word}")
+    return EXIT_OK
+
+
+def _require_words(vectors, words) -> None:
+    missing = [w for w in words if w not in vectors]
+    if missing:
+        raise UsageError(f"not in the vocabulary: {', '.join(missing)}")
+
+
 def _human_bytes(size: int) -> str:
     if not size:
         return "-"
@@ -100,7 +143,8 @@ def _human_bytes(size: int) -> str:
     return str(size)
 
 
-COMMANDS = {"run": cmd_run, "status": cmd_status, "clean": cmd_clean}
+COMMANDS = {"run": cmd_run, "status": cmd_status, "clean": cmd_clean,
+            "similar": cmd_similar, "analogy": cmd_analogy}
 
 
 def main(argv=None) -> int:

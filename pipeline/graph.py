@@ -18,7 +18,8 @@ from typing import Callable
 
 from pipeline import store
 from pipeline.config import Config, config_to_dict
-from stages import corpus, vocab
+from stages import corpus, evaluate, vocab
+from stages.word2vec import train as word2vec_train
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,8 @@ class Stage:
 STAGES = (
     Stage("corpus", (), corpus.run, 1, corpus.input_files),
     Stage("vocab", ("corpus",), vocab.run, 1),
-    Stage("word2vec", ("corpus", "vocab"), None, 1),
-    Stage("evaluate", ("corpus", "vocab", "word2vec"), None, 1),
+    Stage("word2vec", ("corpus", "vocab"), word2vec_train.run, 1),
+    Stage("evaluate", ("corpus", "vocab", "word2vec"), evaluate.run, 1, evaluate.input_files),
     Stage("rnnlm", ("corpus", "vocab", "word2vec"), None, 1),
 )
 BY_NAME = {stage.name: stage for stage in STAGES}
@@ -150,7 +151,7 @@ class Pipeline:
         self.report(f"{stage.name}: running")
         started, clock = store.now_iso(), time.perf_counter()
         summary = stage.run(self.section(stage.name), inputs,
-                            store.StageDir(directory, quiet=self.quiet))
+                            store.StageDir(directory, quiet=self.quiet, fingerprint=fingerprint))
         seconds = time.perf_counter() - clock
         files = store.describe_files(directory)
         manifest = {

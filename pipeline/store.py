@@ -170,9 +170,10 @@ def remove_temporaries(stage_dir: Path) -> None:
 class StageDir:
     """What a stage gets as `out`: its directory, atomic writers and the progress setting."""
 
-    def __init__(self, path: Path, quiet: bool = False):
+    def __init__(self, path: Path, quiet: bool = False, fingerprint: str = ""):
         self.path = Path(path)
         self.quiet = quiet
+        self.fingerprint = fingerprint   # lets a stage tell its own checkpoints from stale ones
         self.path.mkdir(parents=True, exist_ok=True)
 
     def __truediv__(self, name: str) -> Path:

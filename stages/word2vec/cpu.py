@@ -1,0 +1,282 @@
+"""@njit kernels for word2vec on the CPU (see the package docstring for the legend).
+
+Threads: `skipgram` and `cbow` run one prange iteration per thread over its own contiguous
+range of sentences, updating the shared weights without locks (Hogwild, as word2vec.c).
+Each thread has its own RNG state and its own counter row, which Python sums in a fixed order.
+
+The learning rate falls linearly with the position of a sentence's first token in the whole
+run (epoch * N + offset), so it does not depend on the number of threads.
+"""
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from stages.word2vec.rng import below, split_draw, uniform
+
+# fastmath without 'nnan'/'ninf', so non-finite weights still show up in the checks.
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+# word2vec.c's MAX_EXP: past |h . w| >= 6 hierarchical softmax skips the node's update,
+# while negative sampling updates with sigma saturated to 0 or 1 (a quirk kept on purpose).
+SIGMOID_BOUND = 6.0
+# Per thread: loss sum over sampled predictions, sampled predictions, all predictions,
+# words seen (in the vocabulary), words kept after subsampling.
+COUNTERS = 5
+# The loss (a log per output unit) is computed for one prediction in this many: it would
+# otherwise cost about 40% of the training time, and a sample of millions is exact enough.
+LOSS_SAMPLE_EVERY = 16
+# With several threads, each keeps a private copy of the HOT_ROWS output rows that every
+# thread touches all the time (the inner nodes nearest the Huffman root; the most frequent
+# words as negatives) and merges its changes into the shared rows every SYNC_EVERY centre
+# words. Without it the cores fight over those cache lines and two threads run barely
+# faster than one. With one thread nothing is private and the updates are word2vec.c's.
+HOT_ROWS = 64
+SYNC_EVERY = 64
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def dot(a, b):
+    total = np.float32(0.0)
+    for k in range(a.shape[0]):
+        total += a[k] * b[k]
+    return total
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def logistic_step(h, grad_h, row, label, alpha, saturate, with_loss):
+    """One binary logistic unit: p(label | h) = sigma((2 label - 1) h . row).
+    h, grad_h, row float32 [D]. Adds alpha * (label - sigma) * row to grad_h, then updates
+    row by alpha * (label - sigma) * h; returns -log p(label | h) (float64) if with_loss,
+    else 0. saturate: NS semantics past the bound; otherwise (HS) the update is skipped."""
+    f = dot(h, row)
+    loss = 0.0
+    if with_loss:
+        loss = math.log1p(math.exp(-np.float64(f))) + (0.0 if label == 1 else np.float64(f))
+    if f >= SIGMOID_BOUND or f <= -SIGMOID_BOUND:
+        if not saturate:
+            return loss
+        g = np.float32((label - (1.0 if f > 0 else 0.0)) * alpha)
+    else:
+        g = np.float32((label - 1.0 / (1.0 + math.exp(-f))) * alpha)
+    for k in range(h.shape[0]):
+        grad_h[k] += g * row[k]
+        row[k] += g * h[k]
+    return loss
+
+
+@njit(cache=True)
+def output_row(rows, index):
+    """Row `index` of the output weights: from the thread's private hot copy if it has one.
+    rows = (weights float32 [R, D], hot float32 [H, D], hot_start int64)."""
+    weights, hot, hot_start = rows
+    offset = index - hot_start
+    if 0 <= offset < hot.shape[0]:
+        return hot[offset]
+    return weights[index]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def hs_step(h, grad_h, rows, word, head, alpha, rng, with_loss):
+    """Hierarchical softmax for `word` over the inner-node rows (weights [V-1, D]);
+    head = (codes uint8 [V, L], points int32 [V, L], lengths uint8 [V]).
+    Label of node j is 1 - code[j] (word2vec.c). Returns the loss -log p(word | h)."""
+    codes, points, lengths = head
+    loss = 0.0
+    for j in range(lengths[word]):
+        label = 1 - np.int64(codes[word, j])
+        row = output_row(rows, points[word, j])
+        loss += logistic_step(h, grad_h, row, label, alpha, False, with_loss)
+    return loss
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def ns_step(h, grad_h, rows, word, head, alpha, rng, with_loss):
+    """Negative sampling: `word` is the positive, `negative` draws from the alias table
+    (a draw equal to `word` is skipped, as in word2vec.c). Output rows: weights [V, D];
+    head = (accept float64 [V], alias int32 [V], negative int64). Returns the loss."""
+    accept, alias, negative = head
+    loss = logistic_step(h, grad_h, output_row(rows, word), 1, alpha, True, with_loss)
+    for _ in range(negative):
+        index, u = split_draw(rng, accept.shape[0])
+        target = index if u < accept[index] else alias[index]
+        if target != word:
+            loss += logistic_step(h, grad_h, output_row(rows, target), 0, alpha, True, with_loss)
+    return loss
+
+
+@njit(cache=True)
+def kept_words(buffer, tokens, start, end, vocab_size, keep, rng):
+    """Copy the in-vocabulary tokens[start:end] that survive subsampling into buffer.
+    Returns (kept, seen): seen counts every in-vocabulary token."""
+    kept, seen = 0, 0
+    for i in range(start, end):
+        word = tokens[i]
+        if word >= vocab_size:
+            continue
+        seen += 1
+        if keep[word] < 1.0 and keep[word] < uniform(rng):
+            continue
+        buffer[kept] = word
+        kept += 1
+    return kept, seen
+
+
+@njit(cache=True)
+def learning_rate(position, alpha_start, alpha_end, total_tokens):
+    return alpha_start - (alpha_start - alpha_end) * min(position / total_tokens, 1.0)
+
+
+@njit(cache=True)
+def longest_sentence(offsets, first, last):
+    longest = 0
+    for s in range(first, last):
+        longest = max(longest, offsets[s + 1] - offsets[s])
+    return longest
+
+
+@njit(cache=True)
+def private_copy(state):
+    """The thread's RNG state in its own cache line: threads drawing from neighbouring
+    slots of one shared array would fight over that line on every draw."""
+    local = np.empty(8, dtype=np.uint64)
+    local[0] = state[0]
+    return local
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def skipgram_thread(output_step, vectors, weights, counters, tokens, offsets, first, last,
+                    keep, head, hot_start, hot_count, window, alpha_start, alpha_end,
+                    token_base, total_tokens, state):
+    """Skip-gram over sentences [first, last). As word2vec.c, each context word's vector
+    predicts the centre word, and only that context vector gets the input gradient.
+    Counters live in locals while it runs and go back to `counters` once, at the end."""
+    rng = private_copy(state)
+    hot = weights[hot_start:hot_start + hot_count].copy()
+    base = hot.copy()
+    rows = (weights, hot, np.int64(hot_start))
+    buffer = np.empty(longest_sentence(offsets, first, last), dtype=np.int32)
+    grad = np.zeros(vectors.shape[1], dtype=np.float32)
+    loss, sampled, predictions = counters[0], np.int64(counters[1]), np.int64(counters[2])
+    seen_total, kept_total = np.int64(counters[3]), np.int64(counters[4])
+    for s in range(first, last):
+        alpha = learning_rate(token_base + offsets[s], alpha_start, alpha_end, total_tokens)
+        n, seen = kept_words(buffer, tokens, offsets[s], offsets[s + 1], vectors.shape[0], keep, rng)
+        seen_total += seen
+        kept_total += n
+        for i in range(n):
+            if hot_count > 0 and (kept_total - n + i) % SYNC_EVERY == 0:
+                merge_hot(weights, hot, base, hot_start)
+            radius = window - below(rng, window)          # effective window in 1..window
+            for j in range(max(0, i - radius), min(n, i + radius + 1)):
+                if j == i:
+                    continue
+                h = vectors[buffer[j]]
+                grad[:] = 0.0
+                with_loss = predictions % LOSS_SAMPLE_EVERY == 0
+                loss += output_step(h, grad, rows, buffer[i], head, alpha, rng, with_loss)
+                sampled += with_loss
+                predictions += 1
+                h += grad
+    merge_hot(weights, hot, base, hot_start)
+    store_counters(counters, loss, sampled, predictions, seen_total, kept_total)
+    state[0] = rng[0]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def merge_hot(weights, hot, base, hot_start):
+    """Add the thread's changes to its private hot rows (hot - base) into the shared rows,
+    then refresh the private copy from them."""
+    for r in range(hot.shape[0]):
+        shared = weights[hot_start + r]
+        for k in range(shared.shape[0]):
+            value = shared[k] + (hot[r, k] - base[r, k])
+            shared[k] = value
+            hot[r, k] = value
+            base[r, k] = value
+
+
+@njit(cache=True)
+def store_counters(counters, loss, sampled, predictions, seen, kept):
+    counters[0] = loss
+    counters[1] = sampled
+    counters[2] = predictions
+    counters[3] = seen
+    counters[4] = kept
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def cbow_thread(output_step, vectors, weights, counters, tokens, offsets, first, last,
+                keep, head, hot_start, hot_count, window, cbow_mean, alpha_start, alpha_end,
+                token_base, total_tokens, state):
+    """CBOW over sentences [first, last): the context's mean (or sum) predicts the centre
+    word; every context vector then gets the whole input gradient (word2vec.c, both modes)."""
+    rng = private_copy(state)
+    hot = weights[hot_start:hot_start + hot_count].copy()
+    base = hot.copy()
+    rows = (weights, hot, np.int64(hot_start))
+    buffer = np.empty(longest_sentence(offsets, first, last), dtype=np.int32)
+    hidden = np.zeros(vectors.shape[1], dtype=np.float32)
+    grad = np.zeros(vectors.shape[1], dtype=np.float32)
+    loss, sampled, predictions = counters[0], np.int64(counters[1]), np.int64(counters[2])
+    seen_total, kept_total = np.int64(counters[3]), np.int64(counters[4])
+    for s in range(first, last):
+        alpha = learning_rate(token_base + offsets[s], alpha_start, alpha_end, total_tokens)
+        n, seen = kept_words(buffer, tokens, offsets[s], offsets[s + 1], vectors.shape[0], keep, rng)
+        seen_total += seen
+        kept_total += n
+        for i in range(n):
+            if hot_count > 0 and (kept_total - n + i) % SYNC_EVERY == 0:
+                merge_hot(weights, hot, base, hot_start)
+            radius = window - below(rng, window)
+            lo, hi = max(0, i - radius), min(n, i + radius + 1)
+            if hi - lo < 2:
+                continue                                    # no context word
+            hidden[:] = 0.0
+            for j in range(lo, hi):
+                if j != i:
+                    hidden += vectors[buffer[j]]
+            if cbow_mean:
+                hidden /= np.float32(hi - lo - 1)
+            grad[:] = 0.0
+            with_loss = predictions % LOSS_SAMPLE_EVERY == 0
+            loss += output_step(hidden, grad, rows, buffer[i], head, alpha, rng, with_loss)
+            sampled += with_loss
+            predictions += 1
+            for j in range(lo, hi):
+                if j != i:
+                    vectors[buffer[j]] += grad
+    merge_hot(weights, hot, base, hot_start)
+    store_counters(counters, loss, sampled, predictions, seen_total, kept_total)
+    state[0] = rng[0]
+
+
+@njit(cache=True, parallel=True)
+def skipgram(output_step, vectors, weights, counters, tokens, offsets, thread_sentences,
+             keep, head, hot_start, window, alpha_start, alpha_end, token_base, total_tokens,
+             rng_states):
+    """vectors float32 [V, D], weights float32 [V-1 or V, D] (updated in place);
+    counters float64 [T, COUNTERS] (added to); tokens int32 [N]; offsets int64 [S+1];
+    thread_sentences int64 [T+1]: thread t trains sentences [ts[t], ts[t+1]);
+    keep float32 [V]; hot_start: first of the output rows threads keep private copies of;
+    rng_states uint64 [T]."""
+    threads = thread_sentences.shape[0] - 1
+    hot_count = min(HOT_ROWS if threads > 1 else 0, weights.shape[0] - hot_start)
+    for t in prange(threads):
+        skipgram_thread(output_step, vectors, weights, counters[t], tokens, offsets,
+                        thread_sentences[t], thread_sentences[t + 1], keep, head, hot_start,
+                        hot_count, window, alpha_start, alpha_end, token_base, total_tokens,
+                        rng_states[t:t + 1])
+
+
+@njit(cache=True, parallel=True)
+def cbow(output_step, vectors, weights, counters, tokens, offsets, thread_sentences,
+         keep, head, hot_start, window, cbow_mean, alpha_start, alpha_end, token_base,
+         total_tokens, rng_states):
+    """As `skipgram`, plus cbow_mean (bool): average the context vectors (else sum)."""
+    threads = thread_sentences.shape[0] - 1
+    hot_count = min(HOT_ROWS if threads > 1 else 0, weights.shape[0] - hot_start)
+    for t in prange(threads):
+        cbow_thread(output_step, vectors, weights, counters[t], tokens, offsets,
+                    thread_sentences[t], thread_sentences[t + 1], keep, head, hot_start,
+                    hot_count, window, cbow_mean, alpha_start, alpha_end, token_base,
+                    total_tokens, rng_states[t:t + 1])

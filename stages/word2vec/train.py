@@ -1,0 +1,192 @@
+"""The word2vec stage: initialisation, the epoch/chunk schedule, progress, checks and
+checkpoints. No numerics here beyond bookkeeping; the kernels are in cpu.py.
+
+Outputs: vectors.npy float32 [V, D] (input vectors), output_weights.npy float32 [V-1, D]
+(HS inner nodes) or [V, D] (NS), vectors.bin and vectors.txt (word2vec C formats),
+metrics.json (words, seconds, words/s, loss per epoch).
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict
+
+import numba
+import numpy as np
+from tqdm import tqdm
+
+from pipeline.store import load_npz
+from stages import corpus, vocab
+from stages.errors import InputError, TrainingDiverged
+from stages.vectors import Vectors
+from stages.word2vec import cpu
+from stages.word2vec.rng import seed_states
+
+DEFAULT_ALPHA = {"skipgram": 0.025, "cbow": 0.05}    # word2vec.c's defaults
+CHECKPOINT = "checkpoint/state.npz"
+
+
+def resolve_threads(requested: int) -> int:
+    available = len(os.sched_getaffinity(0))
+    return available if requested == 0 else requested
+
+
+def choose_device(device: str) -> str:
+    """Only the CPU kernels exist in this version: 'cuda' is an error, 'auto' picks cpu."""
+    if device == "cuda":
+        raise InputError("word2vec.device = 'cuda': this version has no CUDA kernels; "
+                         "use 'cpu' (or 'auto')")
+    return "cpu"
+
+
+def output_layer(cfg, counts: np.ndarray):
+    """(step function, head arrays, rows of the output weight matrix, first hot row)."""
+    if cfg.loss == "hs":
+        codes, points, lengths = vocab.build_huffman(counts)
+        rows = max(counts.size - 1, 1)
+        # the inner nodes nearest the root are the last created: the hottest rows
+        return cpu.hs_step, (codes, points, lengths), rows, max(rows - cpu.HOT_ROWS, 0)
+    accept, alias = vocab.negative_sampling_alias(counts)
+    # the most frequent words (ids 0, 1, ...) are the most frequent negatives
+    return cpu.ns_step, (accept, alias, np.int64(cfg.negative)), counts.size, 0
+
+
+def initial_state(cfg, V: int, output_rows: int, threads: int) -> dict:
+    """word2vec.c's initialisation: input vectors uniform in [-0.5, 0.5) / D, output zeros."""
+    rng = np.random.default_rng(cfg.seed)
+    vectors = (rng.random((V, cfg.dim), dtype=np.float32) - 0.5) / np.float32(cfg.dim)
+    return {"vectors": vectors, "weights": np.zeros((output_rows, cfg.dim), np.float32),
+            "rng_states": seed_states(cfg.seed, threads), "epoch": np.int64(0),
+            "sentence": np.int64(0), "counters": np.zeros((threads, cpu.COUNTERS)),
+            "epoch_log": np.zeros((0, cpu.COUNTERS)), "seconds": np.float64(0.0)}
+
+
+def chunk_bounds(offsets: np.ndarray, first: int, words: int) -> int:
+    """The sentence after the last one of a chunk of about `words` tokens from `first`."""
+    target = offsets[first] + words
+    return min(max(first + 1, int(np.searchsorted(offsets, target, side="left"))), offsets.size - 1)
+
+
+def thread_bounds(offsets: np.ndarray, first: int, last: int, threads: int) -> np.ndarray:
+    """Split sentences [first, last) into `threads` runs of about equal token counts."""
+    targets = np.linspace(offsets[first], offsets[last], threads + 1)
+    bounds = np.searchsorted(offsets[first:last + 1], targets) + first
+    bounds[0], bounds[-1] = first, last
+    return np.maximum.accumulate(bounds).astype(np.int64)
+
+
+class Trainer:
+    """Runs the kernel chunk by chunk over all epochs, from a fresh or a saved state."""
+
+    def __init__(self, cfg, tokens, offsets, counts, threads: int):
+        self.cfg, self.tokens, self.offsets, self.threads = cfg, tokens, offsets, threads
+        self.step, self.head, self.output_rows, self.hot_start = output_layer(cfg, counts)
+        self.keep = vocab.keep_probabilities(counts, cfg.sample)
+        self.alpha = cfg.alpha or DEFAULT_ALPHA[cfg.model]
+        self.total = cfg.epochs * tokens.size
+
+    def run_chunk(self, state: dict, first: int, last: int) -> None:
+        cfg, epoch = self.cfg, int(state["epoch"])
+        common = (self.step, state["vectors"], state["weights"], state["counters"],
+                  self.tokens, self.offsets, thread_bounds(self.offsets, first, last, self.threads),
+                  self.keep, self.head, self.hot_start, cfg.window)
+        schedule = (self.alpha, self.alpha * cfg.min_alpha_ratio, epoch * self.tokens.size,
+                    self.total, state["rng_states"])
+        if cfg.model == "skipgram":
+            cpu.skipgram(*common, *schedule)
+        else:
+            cpu.cbow(*common, cfg.cbow_mean, *schedule)
+
+    def check_finite(self, state: dict) -> None:
+        if not (np.isfinite(state["vectors"]).all() and np.isfinite(state["weights"]).all()):
+            raise TrainingDiverged(
+                f"word2vec diverged: weights became NaN/inf in epoch {int(state['epoch']) + 1}; "
+                f"lower word2vec.alpha (now {self.alpha})")
+
+
+def save_checkpoint(out, state: dict, fingerprint: str) -> None:
+    out.save_npz(CHECKPOINT, fingerprint=np.array(fingerprint), **state)
+
+
+def load_checkpoint(out, fingerprint: str, threads: int) -> dict | None:
+    path = out / CHECKPOINT
+    if not path.is_file():
+        return None
+    state = load_npz(path)
+    if str(state.pop("fingerprint")) != fingerprint or state["rng_states"].size != threads:
+        return None
+    return state
+
+
+def run(cfg, inputs, out) -> dict:
+    device = choose_device(cfg.device)
+    words, counts = vocab.load_vocab(inputs["vocab"])
+    tokens, offsets = corpus.load_split(inputs["corpus"], "train")
+    threads = resolve_threads(cfg.threads)
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    trainer = Trainer(cfg, tokens, offsets, counts, threads)
+    identity = repr((asdict(cfg), tokens.size, len(words), out.fingerprint))
+    state = load_checkpoint(out, identity, threads)
+    if state is None:
+        state = initial_state(cfg, len(words), trainer.output_rows, threads)
+    train_epochs(trainer, state, out, identity)
+    return write_outputs(out, cfg, words, state, device, threads, tokens.size)
+
+
+def train_epochs(trainer: Trainer, state: dict, out, identity: str) -> None:
+    cfg, offsets = trainer.cfg, trainer.offsets
+    sentences = offsets.size - 1
+    done = int(state["epoch"]) * trainer.tokens.size + int(offsets[int(state["sentence"])])
+    bar = tqdm(total=trainer.total, initial=done, unit="w", unit_scale=True,
+               disable=out.quiet, desc="word2vec")
+    last_save = time.monotonic()
+    while int(state["epoch"]) < cfg.epochs:
+        first = int(state["sentence"])
+        last = chunk_bounds(offsets, first, cfg.chunk_words)
+        clock = time.perf_counter()
+        trainer.run_chunk(state, first, last)
+        state["seconds"] = np.float64(state["seconds"] + time.perf_counter() - clock)
+        trainer.check_finite(state)
+        state["sentence"] = np.int64(last)
+        bar.update(int(offsets[last] - offsets[first]))
+        totals = state["counters"].sum(axis=0)
+        bar.set_postfix(loss=f"{totals[0] / max(totals[1], 1):.4f}")
+        if last == sentences:
+            finish_epoch(state)
+        if last == sentences or time.monotonic() - last_save > 60 * cfg.checkpoint_minutes:
+            save_checkpoint(out, state, identity)
+            last_save = time.monotonic()
+    bar.close()
+
+
+def finish_epoch(state: dict) -> None:
+    """Log the epoch's totals (summed over threads in a fixed order) and reset counters."""
+    totals = state["counters"].sum(axis=0)
+    state["epoch_log"] = np.vstack([state["epoch_log"], totals[None, :]])
+    state["counters"][:] = 0.0
+    state["epoch"] = np.int64(int(state["epoch"]) + 1)
+    state["sentence"] = np.int64(0)
+
+
+def write_outputs(out, cfg, words, state, device, threads, raw_tokens) -> dict:
+    seconds = float(state["seconds"])
+    out.save_npy("vectors.npy", state["vectors"])
+    out.save_npy("output_weights.npy", state["weights"])
+    vectors = Vectors(words, state["vectors"])
+    vectors.save(out / "vectors.bin", binary=True)
+    vectors.save(out / "vectors.txt", binary=False)
+    log = state["epoch_log"]
+    metrics = {
+        "model": cfg.model, "loss_function": cfg.loss, "device": device, "threads": threads,
+        "vocab_size": len(words), "dim": cfg.dim, "epochs": cfg.epochs,
+        "seconds": seconds, "raw_words_per_epoch": int(raw_tokens),
+        "predictions_per_epoch": [int(x) for x in log[:, 2]],
+        "words_per_epoch": [int(x) for x in log[:, 3]],
+        "trained_words_per_epoch": [int(x) for x in log[:, 4]],
+        "loss_per_epoch": [float(l / max(n, 1)) for l, n in zip(log[:, 0], log[:, 1])],
+        "raw_words_per_second": raw_tokens * cfg.epochs / seconds if seconds > 0 else None,
+    }
+    out.write_json("metrics.json", metrics)
+    (out / CHECKPOINT).unlink(missing_ok=True)
+    return {"words_per_second": round(metrics["raw_words_per_second"] or 0),
+            "final_loss": round(metrics["loss_per_epoch"][-1], 4)}
