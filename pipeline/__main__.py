@@ -104,7 +104,8 @@ def cmd_clean(args) -> int:
 def _trained_vectors(args):
     from stages.vectors import Vectors
     pipeline = _pipeline(args)
-    if pipeline.state("word2vec").state != "done":
+    # the vectors of the last finished run, even if the config has changed since
+    if not (pipeline.stage_dir("word2vec") / "manifest.json").is_file():
         raise UsageError(f"no trained vectors in {pipeline.run_dir}: run the pipeline first "
                          f"(python -m pipeline run)")
     return Vectors.load(pipeline.stage_dir("word2vec") / "vectors.bin")

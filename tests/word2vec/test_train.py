@@ -1,0 +1,92 @@
+"""The word2vec stage: reproducibility, whole epochs, divergence, resume, and learning."""
+import json
+
+import numpy as np
+import pytest
+
+from pipeline.config import CorpusConfig, VocabConfig, Word2VecConfig
+from pipeline.store import StageDir
+from stages import corpus, vocab
+from stages.errors import InputError, TrainingDiverged
+from stages.word2vec import train
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """Corpus and vocabulary stages on a small built-in corpus."""
+    root = tmp_path_factory.mktemp("w2v")
+    corpus.run(CorpusConfig(builtin_sentences=6000, heldout_every=0), {}, StageDir(root / "corpus"))
+    vocab.run(VocabConfig(min_count=2), {"corpus": root / "corpus"}, StageDir(root / "vocab"))
+    return {"corpus": root / "corpus", "vocab": root / "vocab"}
+
+
+def train_once(prepared, out_dir, **settings):
+    cfg = Word2VecConfig(**{"dim": 16, "epochs": 2, "threads": 1, "seed": 3, **settings})
+    out = StageDir(out_dir, quiet=True, fingerprint="test")
+    train.run(cfg, prepared, out)
+    return np.load(out_dir / "vectors.npy"), json.loads((out_dir / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("model, loss", [("skipgram", "hs"), ("cbow", "ns")])
+def test_one_thread_and_a_seed_are_bit_for_bit_reproducible(prepared, tmp_path, model, loss):
+    first, _ = train_once(prepared, tmp_path / "a", model=model, loss=loss, chunk_words=5000)
+    second, _ = train_once(prepared, tmp_path / "b", model=model, loss=loss, chunk_words=5000)
+    assert first.tobytes() == second.tobytes()
+    third, _ = train_once(prepared, tmp_path / "c", model=model, loss=loss, chunk_words=5000, seed=4)
+    assert not np.array_equal(first, third)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_every_epoch_reads_every_word_whatever_the_thread_count(prepared, tmp_path, threads):
+    _, metrics = train_once(prepared, tmp_path, threads=threads, epochs=3, chunk_words=3000)
+    tokens, _ = corpus.load_split(prepared["corpus"], "train")
+    in_vocab = int((tokens < metrics["vocab_size"]).sum())
+    assert metrics["words_per_epoch"] == [in_vocab] * 3
+    assert all(0.3 * in_vocab < k <= in_vocab for k in metrics["trained_words_per_epoch"])
+
+
+def test_loss_goes_down_over_epochs(prepared, tmp_path):
+    _, metrics = train_once(prepared, tmp_path, epochs=4, model="cbow", loss="hs")
+    losses = metrics["loss_per_epoch"]
+    assert losses[-1] < losses[0]
+
+
+def test_a_too_large_learning_rate_stops_with_advice(prepared, tmp_path):
+    with pytest.raises(TrainingDiverged, match="lower word2vec.alpha"):
+        train_once(prepared, tmp_path, alpha=1e30, model="cbow", loss="ns", cbow_mean=False)
+
+
+def test_cuda_without_kernels_is_a_clear_error(prepared, tmp_path):
+    with pytest.raises(InputError, match="device = 'cuda'"):
+        train_once(prepared, tmp_path, device="cuda")
+
+
+def test_killed_run_resumes_from_its_checkpoint_to_the_same_vectors(prepared, tmp_path, monkeypatch):
+    settings = {"chunk_words": 4000, "checkpoint_minutes": 1e-9, "epochs": 3}
+    expected, _ = train_once(prepared, tmp_path / "whole", **settings)
+    calls = {"n": 0}
+    original = train.Trainer.run_chunk
+
+    def crash_after_some_chunks(self, state, first, last):
+        calls["n"] += 1
+        if calls["n"] == 9:
+            raise KeyboardInterrupt("simulated kill")
+        original(self, state, first, last)
+
+    monkeypatch.setattr(train.Trainer, "run_chunk", crash_after_some_chunks)
+    with pytest.raises(KeyboardInterrupt):
+        train_once(prepared, tmp_path / "resumed", **settings)
+    assert (tmp_path / "resumed" / train.CHECKPOINT).is_file()
+    monkeypatch.setattr(train.Trainer, "run_chunk", original)
+    resumed, metrics = train_once(prepared, tmp_path / "resumed", **settings)
+    assert resumed.tobytes() == expected.tobytes()
+    assert len(metrics["loss_per_epoch"]) == 3
+    assert not (tmp_path / "resumed" / train.CHECKPOINT).exists()
+
+
+def test_thread_bounds_cover_all_sentences_evenly():
+    offsets = np.array([0, 10, 10, 30, 31, 60, 100], dtype=np.int64)
+    bounds = train.thread_bounds(offsets, 1, 6, 3)
+    assert bounds[0] == 1 and bounds[-1] == 6 and np.all(np.diff(bounds) >= 0)
+    assert train.chunk_bounds(offsets, 0, 25) == 3
+    assert train.chunk_bounds(offsets, 5, 10 ** 9) == 6
