@@ -10,7 +10,10 @@ run (epoch * N + offset), so it does not depend on the number of threads.
 import math
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from stages.word2vec.rng import below, split_draw, uniform
 
@@ -32,6 +35,64 @@ LOSS_SAMPLE_EVERY = 16
 # faster than one. With one thread nothing is private and the updates are word2vec.c's.
 HOT_ROWS = 64
 SYNC_EVERY = 64
+
+
+@intrinsic
+def prefetch_line(typingctx, matrix, row, column):
+    """Ask the CPU to start loading the cache line holding matrix[row, column] (a hint:
+    it changes no value). Lets the loads of a whole Huffman path or of all negatives
+    overlap instead of waiting for each row in turn."""
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        indices = [context.cast(builder, value, kind, types.intp)
+                   for value, kind in zip(args[1:], signature.args[1:])]
+        pointer = cgutils.get_item_pointer(context, builder, signature.args[0], array, indices)
+        byte_pointer, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        hint = ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32])
+        function = cgutils.get_or_insert_function(builder.module, hint, "llvm.prefetch.p0")
+        # write access, high temporal locality, data cache
+        builder.call(function, [builder.bitcast(pointer, byte_pointer), i32(1), i32(3), i32(1)])
+        return context.get_dummy_value()
+    return types.void(matrix, row, column), codegen
+
+
+@njit(cache=True)
+def prefetch_row(matrix, row):
+    for column in range(0, matrix.shape[1], 16):     # 16 float32 = one 64-byte line
+        prefetch_line(matrix, row, column)
+
+
+# exp for |x| <= SIGMOID_BOUND in float32 without a libm call (which costs a third of the
+# training time): x = n ln2 + r, exp(r) by the Cephes expf polynomial, 2^n from a table.
+# Relative error below 3e-7 (a test checks it), i.e. float32 rounding.
+_LN2_HI, _LN2_LO = np.float32(0.693359375), np.float32(-2.12194440e-4)
+_EXP_POLY = np.array([1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
+                      1.6666665459e-1, 5.0000001201e-1], dtype=np.float32)
+_POW2 = np.array([2.0 ** n for n in range(-10, 11)], dtype=np.float32)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def exp_small(x):
+    """exp(x) for float32 |x| <= 6 (see above)."""
+    n = math.floor(x * np.float32(1.44269504) + np.float32(0.5))
+    r = x - np.float32(n) * _LN2_HI - np.float32(n) * _LN2_LO
+    p = _EXP_POLY[0]
+    for k in range(1, 6):
+        p = p * r + _EXP_POLY[k]
+    return (p * r * r + r + np.float32(1.0)) * _POW2[int(n) + 10]
+
+
+SIGMOID_TABLE_SIZE = 2048
+_SIGMOID_SCALE = np.float32(SIGMOID_TABLE_SIZE / (2 * 6.0))
+_SIGMOID = (1.0 / (1.0 + np.exp(-(np.arange(SIGMOID_TABLE_SIZE + 1) / float(_SIGMOID_SCALE) - 6.0)))).astype(np.float32)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def sigmoid_interp(x):
+    position = (x + np.float32(6.0)) * _SIGMOID_SCALE
+    i = int(position)
+    frac = position - np.float32(i)
+    return _SIGMOID[i] + frac * (_SIGMOID[i + 1] - _SIGMOID[i])
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -57,7 +118,7 @@ def logistic_step(h, grad_h, row, label, alpha, saturate, with_loss):
             return loss
         g = np.float32((label - (1.0 if f > 0 else 0.0)) * alpha)
     else:
-        g = np.float32((label - 1.0 / (1.0 + math.exp(-f))) * alpha)
+        g = np.float32((label - sigmoid_interp(f)) * alpha)
     for k in range(h.shape[0]):
         grad_h[k] += g * row[k]
         row[k] += g * h[k]
@@ -81,6 +142,8 @@ def hs_step(h, grad_h, rows, word, head, alpha, rng, with_loss):
     head = (codes uint8 [V, L], points int32 [V, L], lengths uint8 [V]).
     Label of node j is 1 - code[j] (word2vec.c). Returns the loss -log p(word | h)."""
     codes, points, lengths = head
+    for j in range(lengths[word]):
+        prefetch_row(rows[0], points[word, j])
     loss = 0.0
     for j in range(lengths[word]):
         label = 1 - np.int64(codes[word, j])
@@ -95,12 +158,30 @@ def ns_step(h, grad_h, rows, word, head, alpha, rng, with_loss):
     (a draw equal to `word` is skipped, as in word2vec.c). Output rows: weights [V, D];
     head = (accept float64 [V], alias int32 [V], negative int64). Returns the loss."""
     accept, alias, negative = head
+    replay = rng[0]                 # draw the negatives once to prefetch their rows ...
+    for _ in range(negative):
+        index, u = split_draw(rng, accept.shape[0])
+        prefetch_row(rows[0], index if u < accept[index] else alias[index])
+    rng[0] = replay                 # ... then draw the very same ones again to use them
     loss = logistic_step(h, grad_h, output_row(rows, word), 1, alpha, True, with_loss)
     for _ in range(negative):
         index, u = split_draw(rng, accept.shape[0])
         target = index if u < accept[index] else alias[index]
         if target != word:
             loss += logistic_step(h, grad_h, output_row(rows, target), 0, alpha, True, with_loss)
+    return loss
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def sg_window(output_step, vectors, context, count, grad, rows, word, head, alpha, rng, with_loss):
+    """Skip-gram for one centre word, in word2vec.c's order: each of the `count` context
+    vectors (ids in context int32) in turn predicts `word` and gets its own gradient."""
+    loss = 0.0
+    for c in range(count):
+        h = vectors[context[c]]
+        grad[:] = 0.0
+        loss += output_step(h, grad, rows, word, head, alpha, rng, with_loss)
+        h += grad
     return loss
 
 
@@ -147,14 +228,16 @@ def private_copy(state):
 def skipgram_thread(output_step, vectors, weights, counters, tokens, offsets, first, last,
                     keep, head, hot_start, hot_count, window, alpha_start, alpha_end,
                     token_base, total_tokens, state):
-    """Skip-gram over sentences [first, last). As word2vec.c, each context word's vector
+    """Skip-gram over sentences [first, last): as word2vec.c, each context word's vector
     predicts the centre word, and only that context vector gets the input gradient.
-    Counters live in locals while it runs and go back to `counters` once, at the end."""
+    Counters live in locals while it runs and go back to `counters` once, at the end;
+    the loss is computed for one centre word in LOSS_SAMPLE_EVERY."""
     rng = private_copy(state)
     hot = weights[hot_start:hot_start + hot_count].copy()
     base = hot.copy()
     rows = (weights, hot, np.int64(hot_start))
     buffer = np.empty(longest_sentence(offsets, first, last), dtype=np.int32)
+    context = np.empty(2 * window, dtype=np.int32)
     grad = np.zeros(vectors.shape[1], dtype=np.float32)
     loss, sampled, predictions = counters[0], np.int64(counters[1]), np.int64(counters[2])
     seen_total, kept_total = np.int64(counters[3]), np.int64(counters[4])
@@ -167,16 +250,16 @@ def skipgram_thread(output_step, vectors, weights, counters, tokens, offsets, fi
             if hot_count > 0 and (kept_total - n + i) % SYNC_EVERY == 0:
                 merge_hot(weights, hot, base, hot_start)
             radius = window - below(rng, window)          # effective window in 1..window
+            count = 0
             for j in range(max(0, i - radius), min(n, i + radius + 1)):
-                if j == i:
-                    continue
-                h = vectors[buffer[j]]
-                grad[:] = 0.0
-                with_loss = predictions % LOSS_SAMPLE_EVERY == 0
-                loss += output_step(h, grad, rows, buffer[i], head, alpha, rng, with_loss)
-                sampled += with_loss
-                predictions += 1
-                h += grad
+                if j != i:
+                    context[count] = buffer[j]
+                    count += 1
+            with_loss = (kept_total - n + i) % LOSS_SAMPLE_EVERY == 0
+            loss += sg_window(output_step, vectors, context, count, grad, rows, buffer[i], head,
+                              alpha, rng, with_loss)
+            sampled += count if with_loss else 0
+            predictions += count
     merge_hot(weights, hot, base, hot_start)
     store_counters(counters, loss, sampled, predictions, seen_total, kept_total)
     state[0] = rng[0]

@@ -57,23 +57,33 @@ def learning_rate(position, alpha_start, alpha_end, total_tokens):
     return alpha_start - (alpha_start - alpha_end) * min(position / total_tokens, 1.0)
 
 
+def sg_window(output_step, vectors, context, count, grad, rows, word, head, alpha, rng, with_loss):
+    loss = 0.0
+    for c in range(count):
+        grad[:] = 0.0
+        loss += output_step(vectors[context[c]], grad, rows, word, head, alpha, rng, with_loss)
+        vectors[context[c]] += grad
+    return loss
+
+
 def skipgram(output_step, vectors, weights, counters, tokens, offsets, thread_sentences,
              keep, head, hot_start, window, alpha_start, alpha_end, token_base, total_tokens,
              rng_states):
     """Threads run one after another here, so no row is ever private (hot_start unused)."""
+    grad = np.zeros(vectors.shape[1], dtype=np.float32)
     for t in range(thread_sentences.shape[0] - 1):
         rng, row = rng_states[t:t + 1], counters[t]
         for s in range(thread_sentences[t], thread_sentences[t + 1]):
             alpha = learning_rate(token_base + offsets[s], alpha_start, alpha_end, total_tokens)
             words, seen = kept_words(tokens, offsets[s], offsets[s + 1], vectors.shape[0], keep, rng)
-            row[3:5] += (seen, len(words))
             for i, centre in enumerate(words):
                 radius = window - py_below(rng, window)
-                for j in range(max(0, i - radius), min(len(words), i + radius + 1)):
-                    if j != i:
-                        grad = np.zeros(vectors.shape[1], dtype=np.float32)
-                        predict(output_step, vectors[words[j]], grad, weights, centre, head, alpha, rng, row)
-                        vectors[words[j]] += grad
+                context = [words[j] for j in range(max(0, i - radius), min(len(words), i + radius + 1)) if j != i]
+                with_loss = (row[4] + i) % LOSS_SAMPLE_EVERY == 0
+                row[0] += sg_window(output_step, vectors, context, len(context), grad, (weights,),
+                                    centre, head, alpha, rng, with_loss)
+                row[1:3] += (len(context) if with_loss else 0, len(context))
+            row[3:5] += (seen, len(words))
 
 
 def predict(output_step, h, grad, weights, word, head, alpha, rng, row):

@@ -41,14 +41,15 @@ def choose_device(device: str) -> str:
 
 def output_layer(cfg, counts: np.ndarray):
     """(step function, head arrays, rows of the output weight matrix, first hot row)."""
+    step = cpu.hs_step if cfg.loss == "hs" else cpu.ns_step
     if cfg.loss == "hs":
         codes, points, lengths = vocab.build_huffman(counts)
         rows = max(counts.size - 1, 1)
         # the inner nodes nearest the root are the last created: the hottest rows
-        return cpu.hs_step, (codes, points, lengths), rows, max(rows - cpu.HOT_ROWS, 0)
+        return step, (codes, points, lengths), rows, max(rows - cpu.HOT_ROWS, 0)
     accept, alias = vocab.negative_sampling_alias(counts)
     # the most frequent words (ids 0, 1, ...) are the most frequent negatives
-    return cpu.ns_step, (accept, alias, np.int64(cfg.negative)), counts.size, 0
+    return step, (accept, alias, np.int64(cfg.negative)), counts.size, 0
 
 
 def initial_state(cfg, V: int, output_rows: int, threads: int) -> dict:

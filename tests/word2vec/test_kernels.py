@@ -22,8 +22,9 @@ def tiny_problem(seed, V=30, D=8, sentences=(50, 1, 0, 70, 80, 130, 2)):
 def heads(counts, negative=3):
     codes, points, lengths = vocab.build_huffman(counts)
     accept, alias = vocab.negative_sampling_alias(counts)
-    return {"hs_step": ((codes, points, lengths), max(counts.size - 1, 1)),
-            "ns_step": ((accept, alias, np.int64(negative)), counts.size)}
+    hs = ((codes, points, lengths), max(counts.size - 1, 1))
+    ns = ((accept, alias, np.int64(negative)), counts.size)
+    return {"hs_step": hs, "ns_step": ns}
 
 
 def run_both(model, step, counts, tokens, offsets, vectors, rng, keep, window=3, cbow_mean=True):
