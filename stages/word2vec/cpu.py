@@ -34,7 +34,7 @@ LOSS_SAMPLE_EVERY = 16
 # words. Without it the cores fight over those cache lines and two threads run barely
 # faster than one. With one thread nothing is private and the updates are word2vec.c's.
 HOT_ROWS = 256
-SYNC_EVERY = 64
+SYNC_EVERY = 256
 
 
 @intrinsic

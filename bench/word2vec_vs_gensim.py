@@ -1,0 +1,128 @@
+"""word2vec: our CPU kernels against gensim, side by side on en-mix (5.4M words).
+
+    python bench/word2vec_vs_gensim.py [--configs sg-hs,cbow-hs,sg-ns,cbow-ns] [--epochs 5]
+                                       [--threads 2] [--no-scaling]
+
+Same settings for both: dim 100, window 5, min_count 5, sample 1e-3, negative 5 (NS),
+the whole corpus (no held-out lines). gensim runs in corpus_file mode with `workers`
+= threads, its own default learning rate (0.025; ours follows word2vec.c: 0.025 skip-gram,
+0.05 CBOW). Each training runs in a fresh process, so its peak memory is its own.
+Speed is raw corpus words per second of training (both count every token of every epoch).
+Quality is measured by the same code for both: analogy accuracy on questions-words
+(restrict_vocab 30000, case-insensitive) and WordSim-353 Spearman.
+The scaling column reruns ours with one thread for one epoch.
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import time
+from pathlib import Path
+
+from common import SHARED_DATA, concatenated_en_mix, peak_rss_mib, print_table, scratch_dir
+
+CONFIGS = {"sg-hs": ("skipgram", "hs"), "cbow-hs": ("cbow", "hs"),
+           "sg-ns": ("skipgram", "ns"), "cbow-ns": ("cbow", "ns")}
+QUESTIONS = SHARED_DATA / "eval" / "questions-words.txt"
+WORDSIM = SHARED_DATA / "eval" / "wordsim353.tsv"
+
+
+def prepare(scratch: Path, text: Path) -> dict:
+    from pipeline.config import CorpusConfig, VocabConfig
+    from pipeline.store import StageDir
+    from stages import corpus, vocab
+    corpus.run(CorpusConfig(path=(str(text),), heldout_every=0), {}, StageDir(scratch / "corpus", quiet=True))
+    vocab.run(VocabConfig(min_count=5), {"corpus": scratch / "corpus"}, StageDir(scratch / "vocab", quiet=True))
+    return {"corpus": scratch / "corpus", "vocab": scratch / "vocab"}
+
+
+def train_ours(inputs: dict, out_dir: Path, model: str, loss: str, epochs: int, threads: int):
+    """Runs in a child process: (raw words/s, seconds, peak MiB, vectors file)."""
+    from pipeline.config import Word2VecConfig
+    from pipeline.store import StageDir
+    from stages.word2vec import train
+    cfg = Word2VecConfig(model=model, loss=loss, epochs=epochs, threads=threads, seed=1)
+    # Load the compiled kernels first (a one-off second or so per process, from Numba's
+    # cache), so that the figure is training throughput as for gensim's compiled code.
+    warm = Word2VecConfig(model=model, loss=loss, epochs=1, threads=threads, chunk_words=1000)
+    trainer = train.Trainer(warm, *corpus_split(inputs), train.vocab.load_vocab(inputs["vocab"])[1], threads)
+    state = train.initial_state(warm, trainer.keep.size, trainer.output_rows, threads)
+    trainer.run_chunk(state, 0, 2)
+    train.run(cfg, inputs, StageDir(out_dir, quiet=True, fingerprint="bench"))
+    import json
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    return metrics["raw_words_per_second"], metrics["seconds"], peak_rss_mib(), out_dir / "vectors.bin"
+
+
+def corpus_split(inputs):
+    from stages import corpus
+    return corpus.load_split(inputs["corpus"], "train")
+
+
+def train_gensim(text: Path, out_dir: Path, model: str, loss: str, epochs: int, threads: int):
+    from gensim.models import Word2Vec
+    w2v = Word2Vec(vector_size=100, window=5, min_count=5, sample=1e-3, sg=int(model == "skipgram"),
+                   hs=int(loss == "hs"), negative=5 if loss == "ns" else 0, workers=threads,
+                   epochs=epochs, seed=1)
+    w2v.build_vocab(corpus_file=str(text))
+    start = time.perf_counter()
+    w2v.train(corpus_file=str(text), total_words=w2v.corpus_total_words,
+              total_examples=w2v.corpus_count, epochs=epochs)
+    seconds = time.perf_counter() - start
+    out_dir.mkdir(parents=True, exist_ok=True)
+    w2v.wv.save_word2vec_format(str(out_dir / "vectors.bin"), binary=True)
+    return w2v.corpus_total_words * epochs / seconds, seconds, peak_rss_mib(), out_dir / "vectors.bin"
+
+
+def in_child(function, *args):
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(function, args)
+
+
+def quality(vectors_file: Path) -> tuple[float, float]:
+    from stages import evaluate
+    from stages.vectors import Vectors
+    vectors = Vectors.load(vectors_file)
+    analogies = evaluate.evaluate_analogies(vectors, evaluate.read_analogies(QUESTIONS), 30000, True)
+    wordsim = evaluate.evaluate_similarity(vectors, evaluate.read_word_pairs(WORDSIM), True)
+    return analogies["analogy_accuracy"], wordsim["spearman"]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-scaling", action="store_true")
+    args = parser.parse_args()
+    scratch = scratch_dir()
+    text = concatenated_en_mix(scratch)
+    inputs = prepare(scratch, text)
+    rows = []
+    for name in args.configs.split(","):
+        model, loss = CONFIGS[name]
+        ours = in_child(train_ours, inputs, scratch / f"ours-{name}", model, loss, args.epochs, args.threads)
+        theirs = in_child(train_gensim, text, scratch / f"gensim-{name}", model, loss, args.epochs, args.threads)
+        (q_ours, w_ours), (q_theirs, w_theirs) = quality(ours[3]), quality(theirs[3])
+        scaling = "-"
+        if not args.no_scaling:
+            one = in_child(train_ours, inputs, scratch / f"one-{name}", model, loss, 1, 1)
+            many = in_child(train_ours, inputs, scratch / f"many-{name}", model, loss, 1, args.threads)
+            scaling = f"{many[0] / one[0]:.2f}x"
+        rows.append([name, f"{ours[0] / 1e6:.3f}", f"{theirs[0] / 1e6:.3f}", f"{ours[0] / theirs[0]:.2f}x",
+                     f"{100 * q_ours:.1f}", f"{100 * q_theirs:.1f}", f"{100 * (q_ours - q_theirs):+.1f}",
+                     f"{w_ours:.3f}", f"{w_theirs:.3f}", f"{w_ours - w_theirs:+.3f}",
+                     scaling, f"{ours[2]:.0f}", f"{theirs[2]:.0f}"])
+        print_table(HEADER, rows[-1:])
+    print()
+    print(f"en-mix, dim 100, window 5, min_count 5, sample 1e-3, {args.epochs} epochs, "
+          f"{args.threads} threads; words/s in millions of raw words")
+    print_table(HEADER, rows)
+
+
+HEADER = ["config", "ours Mw/s", "gensim Mw/s", "speed", "ours analogy%", "gensim analogy%", "diff",
+          "ours ws353", "gensim ws353", "diff", f"scaling", "ours peak MiB", "gensim peak MiB"]
+
+
+if __name__ == "__main__":
+    main()
