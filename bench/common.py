@@ -40,6 +40,14 @@ def timed(function, *args, **kwargs):
     return time.perf_counter() - start, result
 
 
+def current_rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def peak_rss_mib() -> float:
     """This process's peak resident memory (VmHWM: unlike ru_maxrss it is not inherited
     from the parent across fork + exec)."""
