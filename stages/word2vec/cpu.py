@@ -226,41 +226,89 @@ def private_copy(state):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def skipgram_thread(output_step, vectors, weights, counters, tokens, offsets, first, last,
-                    keep, head, hot_start, hot_count, window, alpha_start, alpha_end,
-                    token_base, total_tokens, state):
-    """Skip-gram over sentences [first, last): as word2vec.c, each context word's vector
-    predicts the centre word, and only that context vector gets the input gradient.
-    Counters live in locals while it runs and go back to `counters` once, at the end;
-    the loss is computed for one centre word in LOSS_SAMPLE_EVERY."""
+def skipgram_centre(output_step, vectors, buffer, n, i, radius, context, work, rows, head,
+                    alpha, rng, with_loss):
+    """Skip-gram for centre word buffer[i]: as word2vec.c, each context word's vector in
+    turn predicts the centre word and gets its own gradient. Returns (loss, predictions)."""
+    count = 0
+    for j in range(max(0, i - radius), min(n, i + radius + 1)):
+        if j != i:
+            context[count] = buffer[j]
+            count += 1
+    loss = sg_window(output_step, vectors, context, count, work[0], rows, buffer[i], head,
+                     alpha, rng, with_loss)
+    return loss, count
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def cbow_centre(output_step, vectors, buffer, n, i, radius, context, work, rows, head,
+                alpha, rng, with_loss, mean):
+    """CBOW for centre word buffer[i]: the context's mean (or sum) predicts it; every
+    context vector then gets the whole input gradient (word2vec.c, both modes)."""
+    lo, hi = max(0, i - radius), min(n, i + radius + 1)
+    if hi - lo < 2:
+        return 0.0, 0                                       # no context word
+    hidden, grad = work[0], work[1]
+    hidden[:] = 0.0
+    for j in range(lo, hi):
+        if j != i:
+            hidden += vectors[buffer[j]]
+    if mean:
+        hidden /= np.float32(hi - lo - 1)
+    grad[:] = 0.0
+    loss = output_step(hidden, grad, rows, buffer[i], head, alpha, rng, with_loss)
+    for j in range(lo, hi):
+        if j != i:
+            vectors[buffer[j]] += grad
+    return loss, 1
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def cbow_mean_centre(output_step, vectors, buffer, n, i, radius, context, work, rows, head,
+                     alpha, rng, with_loss):
+    return cbow_centre(output_step, vectors, buffer, n, i, radius, context, work, rows, head,
+                       alpha, rng, with_loss, True)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def cbow_sum_centre(output_step, vectors, buffer, n, i, radius, context, work, rows, head,
+                    alpha, rng, with_loss):
+    return cbow_centre(output_step, vectors, buffer, n, i, radius, context, work, rows, head,
+                       alpha, rng, with_loss, False)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def train_sentences(centre_step, output_step, vectors, weights, counters, tokens, offsets,
+                    first, last, keep, head, hot_start, hot_count, window, alpha_start,
+                    alpha_end, token_base, total_tokens, state):
+    """One thread's work: sentences [first, last), subsampled, one centre_step per kept
+    word with an effective window drawn from 1..window. Counters live in locals while it
+    runs and go back to `counters` once, at the end; the loss is computed for one centre
+    word in LOSS_SAMPLE_EVERY."""
     rng = private_copy(state)
     hot = weights[hot_start:hot_start + hot_count].copy()
     base = hot.copy()
     rows = (weights, hot, np.int64(hot_start))
     buffer = np.empty(longest_sentence(offsets, first, last), dtype=np.int32)
     context = np.empty(2 * window, dtype=np.int32)
-    grad = np.zeros(vectors.shape[1], dtype=np.float32)
+    work = np.zeros((2, vectors.shape[1]), dtype=np.float32)
     loss, sampled, predictions = counters[0], np.int64(counters[1]), np.int64(counters[2])
     seen_total, kept_total = np.int64(counters[3]), np.int64(counters[4])
     for s in range(first, last):
         alpha = learning_rate(token_base + offsets[s], alpha_start, alpha_end, total_tokens)
         n, seen = kept_words(buffer, tokens, offsets[s], offsets[s + 1], vectors.shape[0], keep, rng)
         seen_total += seen
-        kept_total += n
         for i in range(n):
-            if hot_count > 0 and (kept_total - n + i) % SYNC_EVERY == 0:
+            if hot_count > 0 and kept_total % SYNC_EVERY == 0:
                 merge_hot(weights, hot, base, hot_start)
-            radius = window - below(rng, window)          # effective window in 1..window
-            count = 0
-            for j in range(max(0, i - radius), min(n, i + radius + 1)):
-                if j != i:
-                    context[count] = buffer[j]
-                    count += 1
-            with_loss = (kept_total - n + i) % LOSS_SAMPLE_EVERY == 0
-            loss += sg_window(output_step, vectors, context, count, grad, rows, buffer[i], head,
-                              alpha, rng, with_loss)
-            sampled += count if with_loss else 0
-            predictions += count
+            radius = window - below(rng, window)
+            with_loss = kept_total % LOSS_SAMPLE_EVERY == 0
+            centre_loss, made = centre_step(output_step, vectors, buffer, n, i, radius, context,
+                                            work, rows, head, alpha, rng, with_loss)
+            loss += centre_loss
+            sampled += made if with_loss else 0
+            predictions += made
+            kept_total += 1
     merge_hot(weights, hot, base, hot_start)
     store_counters(counters, loss, sampled, predictions, seen_total, kept_total)
     state[0] = rng[0]
@@ -288,79 +336,38 @@ def store_counters(counters, loss, sampled, predictions, seen, kept):
     counters[4] = kept
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def cbow_thread(output_step, vectors, weights, counters, tokens, offsets, first, last,
-                keep, head, hot_start, hot_count, window, cbow_mean, alpha_start, alpha_end,
-                token_base, total_tokens, state):
-    """CBOW over sentences [first, last): the context's mean (or sum) predicts the centre
-    word; every context vector then gets the whole input gradient (word2vec.c, both modes)."""
-    rng = private_copy(state)
-    hot = weights[hot_start:hot_start + hot_count].copy()
-    base = hot.copy()
-    rows = (weights, hot, np.int64(hot_start))
-    buffer = np.empty(longest_sentence(offsets, first, last), dtype=np.int32)
-    hidden = np.zeros(vectors.shape[1], dtype=np.float32)
-    grad = np.zeros(vectors.shape[1], dtype=np.float32)
-    loss, sampled, predictions = counters[0], np.int64(counters[1]), np.int64(counters[2])
-    seen_total, kept_total = np.int64(counters[3]), np.int64(counters[4])
-    for s in range(first, last):
-        alpha = learning_rate(token_base + offsets[s], alpha_start, alpha_end, total_tokens)
-        n, seen = kept_words(buffer, tokens, offsets[s], offsets[s + 1], vectors.shape[0], keep, rng)
-        seen_total += seen
-        kept_total += n
-        for i in range(n):
-            if hot_count > 0 and (kept_total - n + i) % SYNC_EVERY == 0:
-                merge_hot(weights, hot, base, hot_start)
-            radius = window - below(rng, window)
-            lo, hi = max(0, i - radius), min(n, i + radius + 1)
-            if hi - lo < 2:
-                continue                                    # no context word
-            hidden[:] = 0.0
-            for j in range(lo, hi):
-                if j != i:
-                    hidden += vectors[buffer[j]]
-            if cbow_mean:
-                hidden /= np.float32(hi - lo - 1)
-            grad[:] = 0.0
-            with_loss = predictions % LOSS_SAMPLE_EVERY == 0
-            loss += output_step(hidden, grad, rows, buffer[i], head, alpha, rng, with_loss)
-            sampled += with_loss
-            predictions += 1
-            for j in range(lo, hi):
-                if j != i:
-                    vectors[buffer[j]] += grad
-    merge_hot(weights, hot, base, hot_start)
-    store_counters(counters, loss, sampled, predictions, seen_total, kept_total)
-    state[0] = rng[0]
-
-
 @njit(cache=True, parallel=True)
+def train_threads(centre_step, output_step, vectors, weights, counters, tokens, offsets,
+                  thread_sentences, keep, head, hot_start, window, alpha_start, alpha_end,
+                  token_base, total_tokens, rng_states):
+    """One prange iteration per thread, each over its own sentences."""
+    threads = thread_sentences.shape[0] - 1
+    hot_count = min(HOT_ROWS if threads > 1 else 0, weights.shape[0] - hot_start)
+    for t in prange(threads):
+        train_sentences(centre_step, output_step, vectors, weights, counters[t], tokens,
+                        offsets, thread_sentences[t], thread_sentences[t + 1], keep, head,
+                        hot_start, hot_count, window, alpha_start, alpha_end, token_base,
+                        total_tokens, rng_states[t:t + 1])
+
+
 def skipgram(output_step, vectors, weights, counters, tokens, offsets, thread_sentences,
              keep, head, hot_start, window, alpha_start, alpha_end, token_base, total_tokens,
              rng_states):
     """vectors float32 [V, D], weights float32 [V-1 or V, D] (updated in place);
-    counters float64 [T, COUNTERS] (added to); tokens int32 [N]; offsets int64 [S+1];
+    counters float64 [T, COUNTERS] (accumulated); tokens int32 [N]; offsets int64 [S+1];
     thread_sentences int64 [T+1]: thread t trains sentences [ts[t], ts[t+1]);
-    keep float32 [V]; hot_start: first of the output rows threads keep private copies of;
-    rng_states uint64 [T]."""
-    threads = thread_sentences.shape[0] - 1
-    hot_count = min(HOT_ROWS if threads > 1 else 0, weights.shape[0] - hot_start)
-    for t in prange(threads):
-        skipgram_thread(output_step, vectors, weights, counters[t], tokens, offsets,
-                        thread_sentences[t], thread_sentences[t + 1], keep, head, hot_start,
-                        hot_count, window, alpha_start, alpha_end, token_base, total_tokens,
-                        rng_states[t:t + 1])
+    keep float32 [V]; head: the output step's arrays; hot_start: first of the output rows
+    threads keep private copies of; rng_states uint64 [T]."""
+    train_threads(skipgram_centre, output_step, vectors, weights, counters, tokens, offsets,
+                  thread_sentences, keep, head, hot_start, window, alpha_start, alpha_end,
+                  token_base, total_tokens, rng_states)
 
 
-@njit(cache=True, parallel=True)
 def cbow(output_step, vectors, weights, counters, tokens, offsets, thread_sentences,
          keep, head, hot_start, window, cbow_mean, alpha_start, alpha_end, token_base,
          total_tokens, rng_states):
     """As `skipgram`, plus cbow_mean (bool): average the context vectors (else sum)."""
-    threads = thread_sentences.shape[0] - 1
-    hot_count = min(HOT_ROWS if threads > 1 else 0, weights.shape[0] - hot_start)
-    for t in prange(threads):
-        cbow_thread(output_step, vectors, weights, counters[t], tokens, offsets,
-                    thread_sentences[t], thread_sentences[t + 1], keep, head, hot_start,
-                    hot_count, window, cbow_mean, alpha_start, alpha_end, token_base,
-                    total_tokens, rng_states[t:t + 1])
+    centre = cbow_mean_centre if cbow_mean else cbow_sum_centre
+    train_threads(centre, output_step, vectors, weights, counters, tokens, offsets,
+                  thread_sentences, keep, head, hot_start, window, alpha_start, alpha_end,
+                  token_base, total_tokens, rng_states)

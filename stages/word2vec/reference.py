@@ -86,9 +86,8 @@ def skipgram(output_step, vectors, weights, counters, tokens, offsets, thread_se
             row[3:5] += (seen, len(words))
 
 
-def predict(output_step, h, grad, weights, word, head, alpha, rng, row):
-    """One prediction; the loss is computed for every LOSS_SAMPLE_EVERY-th (as the kernel)."""
-    with_loss = row[2] % LOSS_SAMPLE_EVERY == 0
+def predict(output_step, h, grad, weights, word, head, alpha, rng, row, with_loss):
+    """One prediction, its loss counted only for sampled centre words (as the kernel)."""
     row[0] += output_step(h, grad, (weights,), word, head, alpha, rng, with_loss)
     row[1] += with_loss
     row[2] += 1
@@ -102,19 +101,20 @@ def cbow(output_step, vectors, weights, counters, tokens, offsets, thread_senten
         for s in range(thread_sentences[t], thread_sentences[t + 1]):
             alpha = learning_rate(token_base + offsets[s], alpha_start, alpha_end, total_tokens)
             words, seen = kept_words(tokens, offsets[s], offsets[s + 1], vectors.shape[0], keep, rng)
-            row[3:5] += (seen, len(words))
             for i, centre in enumerate(words):
                 radius = window - py_below(rng, window)
                 context = [words[j] for j in range(max(0, i - radius), min(len(words), i + radius + 1)) if j != i]
+                with_loss = (row[4] + i) % LOSS_SAMPLE_EVERY == 0
                 if not context:
                     continue
                 hidden = np.sum([vectors[c] for c in context], axis=0, dtype=np.float32)
                 if cbow_mean:
                     hidden /= np.float32(len(context))
                 grad = np.zeros(vectors.shape[1], dtype=np.float32)
-                predict(output_step, hidden, grad, weights, centre, head, alpha, rng, row)
+                predict(output_step, hidden, grad, weights, centre, head, alpha, rng, row, with_loss)
                 for c in context:
                     vectors[c] += grad
+            row[3:5] += (seen, len(words))
 
 
 # ----- float64 losses and their analytic gradients (checked by finite differences) -----
