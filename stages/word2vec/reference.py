@@ -66,11 +66,32 @@ def sg_window(output_step, vectors, context, count, grad, rows, word, head, alph
     return loss
 
 
-def skipgram(output_step, vectors, weights, counters, tokens, offsets, thread_sentences,
-             keep, head, hot_start, window, alpha_start, alpha_end, token_base, total_tokens,
-             rng_states):
-    """Threads run one after another here, so no row is ever private (hot_start unused)."""
+def skipgram_centre(output_step, vectors, weights, centre, context, head, alpha, rng, with_loss):
+    """-> (loss, predictions): each context vector predicts the centre word."""
     grad = np.zeros(vectors.shape[1], dtype=np.float32)
+    loss = sg_window(output_step, vectors, context, len(context), grad, (weights,), centre,
+                     head, alpha, rng, with_loss)
+    return loss, len(context)
+
+
+def cbow_centre(output_step, vectors, weights, centre, context, head, alpha, rng, with_loss, mean):
+    """-> (loss, predictions): the context's mean (or sum) predicts the centre word."""
+    if not context:
+        return 0.0, 0
+    hidden = np.sum([vectors[c] for c in context], axis=0, dtype=np.float32)
+    if mean:
+        hidden /= np.float32(len(context))
+    grad = np.zeros(vectors.shape[1], dtype=np.float32)
+    loss = output_step(hidden, grad, (weights,), centre, head, alpha, rng, with_loss)
+    for c in context:
+        vectors[c] += grad
+    return loss, 1
+
+
+def train_sentences(centre_step, output_step, vectors, weights, counters, tokens, offsets,
+                    thread_sentences, keep, head, window, alpha_start, alpha_end, token_base,
+                    total_tokens, rng_states):
+    """Threads run one after another here, so no row is ever private."""
     for t in range(thread_sentences.shape[0] - 1):
         rng, row = rng_states[t:t + 1], counters[t]
         for s in range(thread_sentences[t], thread_sentences[t + 1]):
@@ -80,41 +101,28 @@ def skipgram(output_step, vectors, weights, counters, tokens, offsets, thread_se
                 radius = window - py_below(rng, window)
                 context = [words[j] for j in range(max(0, i - radius), min(len(words), i + radius + 1)) if j != i]
                 with_loss = (row[4] + i) % LOSS_SAMPLE_EVERY == 0
-                row[0] += sg_window(output_step, vectors, context, len(context), grad, (weights,),
-                                    centre, head, alpha, rng, with_loss)
-                row[1:3] += (len(context) if with_loss else 0, len(context))
+                loss, made = centre_step(output_step, vectors, weights, centre, context, head,
+                                         alpha, rng, with_loss)
+                row[0:3] += (loss, made if with_loss else 0, made)
             row[3:5] += (seen, len(words))
 
 
-def predict(output_step, h, grad, weights, word, head, alpha, rng, row, with_loss):
-    """One prediction, its loss counted only for sampled centre words (as the kernel)."""
-    row[0] += output_step(h, grad, (weights,), word, head, alpha, rng, with_loss)
-    row[1] += with_loss
-    row[2] += 1
+def skipgram(output_step, vectors, weights, counters, tokens, offsets, thread_sentences,
+             keep, head, hot_start, window, alpha_start, alpha_end, token_base, total_tokens,
+             rng_states):
+    train_sentences(skipgram_centre, output_step, vectors, weights, counters, tokens, offsets,
+                    thread_sentences, keep, head, window, alpha_start, alpha_end, token_base,
+                    total_tokens, rng_states)
 
 
 def cbow(output_step, vectors, weights, counters, tokens, offsets, thread_sentences,
          keep, head, hot_start, window, cbow_mean, alpha_start, alpha_end, token_base,
          total_tokens, rng_states):
-    for t in range(thread_sentences.shape[0] - 1):
-        rng, row = rng_states[t:t + 1], counters[t]
-        for s in range(thread_sentences[t], thread_sentences[t + 1]):
-            alpha = learning_rate(token_base + offsets[s], alpha_start, alpha_end, total_tokens)
-            words, seen = kept_words(tokens, offsets[s], offsets[s + 1], vectors.shape[0], keep, rng)
-            for i, centre in enumerate(words):
-                radius = window - py_below(rng, window)
-                context = [words[j] for j in range(max(0, i - radius), min(len(words), i + radius + 1)) if j != i]
-                with_loss = (row[4] + i) % LOSS_SAMPLE_EVERY == 0
-                if not context:
-                    continue
-                hidden = np.sum([vectors[c] for c in context], axis=0, dtype=np.float32)
-                if cbow_mean:
-                    hidden /= np.float32(len(context))
-                grad = np.zeros(vectors.shape[1], dtype=np.float32)
-                predict(output_step, hidden, grad, weights, centre, head, alpha, rng, row, with_loss)
-                for c in context:
-                    vectors[c] += grad
-            row[3:5] += (seen, len(words))
+    def centre(*args):
+        return cbow_centre(*args, cbow_mean)
+    train_sentences(centre, output_step, vectors, weights, counters, tokens, offsets,
+                    thread_sentences, keep, head, window, alpha_start, alpha_end, token_base,
+                    total_tokens, rng_states)
 
 
 # ----- float64 losses and their analytic gradients (checked by finite differences) -----
