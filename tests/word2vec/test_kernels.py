@@ -182,3 +182,24 @@ def test_negative_draws_follow_the_alias_table():
     freq = np.bincount(draws, minlength=6) / len(draws)
     target = counts ** 0.75 / (counts ** 0.75).sum()
     assert np.all(np.abs(freq - target) < 5 * np.sqrt(target * (1 - target) / len(draws)))
+
+
+def test_sigmoid_table_is_accurate_to_float32_rounding():
+    x = np.linspace(-5.9999, 5.9999, 40001).astype(np.float32)
+    table = np.array([cpu.sigmoid(v) for v in x], dtype=np.float64)
+    exact = 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+    assert np.max(np.abs(table - exact)) < 6e-7
+
+
+def test_private_hot_rows_merge_every_threads_changes():
+    """Two threads' private copies of the same rows: both deltas land in the shared rows."""
+    shared = np.zeros((4, 3), np.float32)
+    copies = [(shared[1:3].copy(), shared[1:3].copy()) for _ in range(2)]
+    copies[0][0][0] += 1.0          # thread 0 changes row 1
+    copies[1][0][0] += 2.0          # thread 1 changes row 1 too
+    copies[1][0][1] -= 1.0          # and row 2
+    for hot, base in copies:
+        cpu.merge_hot(shared, hot, base, 1)
+    np.testing.assert_array_equal(shared[1], [3.0, 3.0, 3.0])
+    np.testing.assert_array_equal(shared[2], [-1.0, -1.0, -1.0])
+    assert not shared[0].any() and not shared[3].any()
