@@ -83,13 +83,17 @@ def exp_small(x):
 
 
 SIGMOID_TABLE_SIZE = 2048
-_SIGMOID_SCALE = np.float32(SIGMOID_TABLE_SIZE / (2 * 6.0))
-_SIGMOID = (1.0 / (1.0 + np.exp(-(np.arange(SIGMOID_TABLE_SIZE + 1) / float(_SIGMOID_SCALE) - 6.0)))).astype(np.float32)
+_SIGMOID_SCALE = np.float32(SIGMOID_TABLE_SIZE / (2 * SIGMOID_BOUND))
+_SIGMOID = (1.0 / (1.0 + np.exp(SIGMOID_BOUND - np.arange(SIGMOID_TABLE_SIZE + 1)
+                                / float(_SIGMOID_SCALE)))).astype(np.float32)
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def sigmoid_interp(x):
-    position = (x + np.float32(6.0)) * _SIGMOID_SCALE
+def sigmoid(x):
+    """1 / (1 + exp(-x)) for float32 |x| < SIGMOID_BOUND by linear interpolation in a
+    2049-entry table: absolute error below 6e-7 (a test checks it), i.e. float32 rounding,
+    at a fraction of the cost of exp() and a division in the innermost loop."""
+    position = (x + np.float32(SIGMOID_BOUND)) * _SIGMOID_SCALE
     i = int(position)
     frac = position - np.float32(i)
     return _SIGMOID[i] + frac * (_SIGMOID[i + 1] - _SIGMOID[i])
@@ -118,7 +122,7 @@ def logistic_step(h, grad_h, row, label, alpha, saturate, with_loss):
             return loss
         g = np.float32((label - (1.0 if f > 0 else 0.0)) * alpha)
     else:
-        g = np.float32((label - sigmoid_interp(f)) * alpha)
+        g = np.float32((label - sigmoid(f)) * alpha)
     for k in range(h.shape[0]):
         grad_h[k] += g * row[k]
         row[k] += g * h[k]
