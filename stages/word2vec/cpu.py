@@ -25,6 +25,9 @@ SIGMOID_BOUND = 6.0
 # Per thread: loss sum over sampled predictions, sampled predictions, all predictions,
 # words seen (in the vocabulary), words kept after subsampling.
 COUNTERS = 5
+# The per-prediction functions below are inlined at the Numba IR level (inline="always"):
+# left to LLVM, the five-deep call chain sentence -> centre word -> context -> output step
+# -> logistic unit was not fully inlined, and training ran 15-30% slower.
 # The loss (a log per output unit) is computed for one prediction in this many: it would
 # otherwise cost about 40% of the training time, and a sample of millions is exact enough.
 LOSS_SAMPLE_EVERY = 16
@@ -107,7 +110,7 @@ def dot(a, b):
     return total
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, inline="always")
 def logistic_step(h, grad_h, row, label, alpha, saturate, with_loss):
     """One binary logistic unit: p(label | h) = sigma((2 label - 1) h . row).
     h, grad_h, row float32 [D]. Adds alpha * (label - sigma) * row to grad_h, then updates
@@ -140,7 +143,7 @@ def output_row(rows, index):
     return weights[index]
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, inline="always")
 def hs_step(h, grad_h, rows, word, head, alpha, rng, with_loss):
     """Hierarchical softmax for `word` over the inner-node rows (weights [V-1, D]);
     head = (codes uint8 [V, L], points int32 [V, L], lengths uint8 [V]).
@@ -157,7 +160,7 @@ def hs_step(h, grad_h, rows, word, head, alpha, rng, with_loss):
     return loss
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, inline="always")
 def ns_step(h, grad_h, rows, word, head, alpha, rng, with_loss):
     """Negative sampling: `word` is the positive, `negative` draws from the alias table
     (a draw equal to `word` is skipped, as in word2vec.c). Output rows: weights [V, D];
@@ -177,7 +180,7 @@ def ns_step(h, grad_h, rows, word, head, alpha, rng, with_loss):
     return loss
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, inline="always")
 def sg_window(output_step, vectors, context, count, grad, rows, word, head, alpha, rng, with_loss):
     """Skip-gram for one centre word, in word2vec.c's order: each of the `count` context
     vectors (ids in context int32) in turn predicts `word` and gets its own gradient."""
@@ -229,7 +232,7 @@ def private_copy(state):
     return local
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, inline="always")
 def skipgram_centre(output_step, vectors, buffer, n, i, radius, context, work, rows, head,
                     alpha, rng, with_loss):
     """Skip-gram for centre word buffer[i]: as word2vec.c, each context word's vector in
@@ -239,12 +242,12 @@ def skipgram_centre(output_step, vectors, buffer, n, i, radius, context, work, r
         if j != i:
             context[count] = buffer[j]
             count += 1
-    loss = sg_window(output_step, vectors, context, count, work[0], rows, buffer[i], head,
+    loss = sg_window(output_step, vectors, context, count, work[1], rows, buffer[i], head,
                      alpha, rng, with_loss)
     return loss, count
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, inline="always")
 def cbow_centre(output_step, vectors, buffer, n, i, radius, context, work, rows, head,
                 alpha, rng, with_loss, mean):
     """CBOW for centre word buffer[i]: the context's mean (or sum) predicts it; every
@@ -252,7 +255,7 @@ def cbow_centre(output_step, vectors, buffer, n, i, radius, context, work, rows,
     lo, hi = max(0, i - radius), min(n, i + radius + 1)
     if hi - lo < 2:
         return 0.0, 0                                       # no context word
-    hidden, grad = work[0], work[1]
+    hidden, grad = work
     hidden[:] = 0.0
     for j in range(lo, hi):
         if j != i:
@@ -267,14 +270,14 @@ def cbow_centre(output_step, vectors, buffer, n, i, radius, context, work, rows,
     return loss, 1
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, inline="always")
 def cbow_mean_centre(output_step, vectors, buffer, n, i, radius, context, work, rows, head,
                      alpha, rng, with_loss):
     return cbow_centre(output_step, vectors, buffer, n, i, radius, context, work, rows, head,
                        alpha, rng, with_loss, True)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, inline="always")
 def cbow_sum_centre(output_step, vectors, buffer, n, i, radius, context, work, rows, head,
                     alpha, rng, with_loss):
     return cbow_centre(output_step, vectors, buffer, n, i, radius, context, work, rows, head,
@@ -295,7 +298,9 @@ def train_sentences(centre_step, output_step, vectors, weights, counters, tokens
     rows = (weights, hot, np.int64(hot_start))
     buffer = np.empty(longest_sentence(offsets, first, last), dtype=np.int32)
     context = np.empty(2 * window, dtype=np.int32)
-    work = np.zeros((2, vectors.shape[1]), dtype=np.float32)
+    # two separate scratch vectors (hidden layer, gradient): a tuple of arrays, not rows of
+    # one matrix, so no per-word slicing is needed
+    work = (np.zeros(vectors.shape[1], dtype=np.float32), np.zeros(vectors.shape[1], dtype=np.float32))
     loss, sampled, predictions = counters[0], np.int64(counters[1]), np.int64(counters[2])
     seen_total, kept_total = np.int64(counters[3]), np.int64(counters[4])
     for s in range(first, last):
