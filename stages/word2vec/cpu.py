@@ -97,7 +97,9 @@ def sigmoid(x):
     2049-entry table: absolute error below 6e-7 (a test checks it), i.e. float32 rounding,
     at a fraction of the cost of exp() and a division in the innermost loop."""
     position = (x + np.float32(SIGMOID_BOUND)) * _SIGMOID_SCALE
-    i = int(position)
+    # x just below the bound rounds to position == SIGMOID_TABLE_SIZE in float32: clamp,
+    # or the interpolation would read one entry past the table
+    i = min(int(position), SIGMOID_TABLE_SIZE - 1)
     frac = position - np.float32(i)
     return _SIGMOID[i] + frac * (_SIGMOID[i + 1] - _SIGMOID[i])
 

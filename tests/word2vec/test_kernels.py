@@ -185,7 +185,9 @@ def test_negative_draws_follow_the_alias_table():
 
 
 def test_sigmoid_table_is_accurate_to_float32_rounding():
-    x = np.linspace(-5.9999, 5.9999, 40001).astype(np.float32)
+    below_bound = np.nextafter(np.float32(6.0), np.float32(0.0))   # rounds to the table's end
+    x = np.concatenate([np.linspace(-5.9999, 5.9999, 40001).astype(np.float32),
+                        [below_bound, -below_bound]]).astype(np.float32)
     table = np.array([cpu.sigmoid(v) for v in x], dtype=np.float64)
     exact = 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
     assert np.max(np.abs(table - exact)) < 6e-7
@@ -203,3 +205,13 @@ def test_private_hot_rows_merge_every_threads_changes():
     np.testing.assert_array_equal(shared[1], [3.0, 3.0, 3.0])
     np.testing.assert_array_equal(shared[2], [-1.0, -1.0, -1.0])
     assert not shared[0].any() and not shared[3].any()
+
+
+def test_sigmoid_never_reads_past_its_table():
+    """With bounds checking on, values just inside the bound (which round to the table's
+    last position in float32) must not index past the table."""
+    from numba import njit
+    checked = njit(boundscheck=True)(cpu.sigmoid.py_func)
+    edge = np.nextafter(np.float32(cpu.SIGMOID_BOUND), np.float32(0.0))
+    for x in (edge, -edge, np.float32(0.0)):
+        assert 0.0 < checked(x) < 1.0
