@@ -25,6 +25,10 @@ SIGMOID_BOUND = 6.0
 # Per thread: loss sum over sampled predictions, sampled predictions, all predictions,
 # words seen (in the vocabulary), words kept after subsampling.
 COUNTERS = 5
+# Functions that take another jitted function as an argument are not cached on disk: Numba
+# keys such cache entries by the function's type, which holds a weak reference that does not
+# survive into another process, and saving the index then fails (ReferenceError). They
+# compile in about 1.5 s per process; everything they call is cached.
 # The per-prediction functions below are inlined at the Numba IR level (inline="always"):
 # left to LLVM, the five-deep call chain sentence -> centre word -> context -> output step
 # -> logistic unit was not fully inlined, and training ran 15-30% slower.
@@ -182,7 +186,7 @@ def ns_step(h, grad_h, rows, word, head, alpha, rng, with_loss):
     return loss
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(fastmath=FASTMATH, inline="always")
 def sg_window(output_step, vectors, context, count, grad, rows, word, head, alpha, rng, with_loss):
     """Skip-gram for one centre word, in word2vec.c's order: each of the `count` context
     vectors (ids in context int32) in turn predicts `word` and gets its own gradient."""
@@ -234,7 +238,7 @@ def private_copy(state):
     return local
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(fastmath=FASTMATH, inline="always")
 def skipgram_centre(output_step, vectors, buffer, n, i, radius, context, work, rows, head,
                     alpha, rng, with_loss):
     """Skip-gram for centre word buffer[i]: as word2vec.c, each context word's vector in
@@ -249,7 +253,7 @@ def skipgram_centre(output_step, vectors, buffer, n, i, radius, context, work, r
     return loss, count
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(fastmath=FASTMATH, inline="always")
 def cbow_centre(output_step, vectors, buffer, n, i, radius, context, work, rows, head,
                 alpha, rng, with_loss, mean):
     """CBOW for centre word buffer[i]: the context's mean (or sum) predicts it; every
@@ -272,21 +276,21 @@ def cbow_centre(output_step, vectors, buffer, n, i, radius, context, work, rows,
     return loss, 1
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(fastmath=FASTMATH, inline="always")
 def cbow_mean_centre(output_step, vectors, buffer, n, i, radius, context, work, rows, head,
                      alpha, rng, with_loss):
     return cbow_centre(output_step, vectors, buffer, n, i, radius, context, work, rows, head,
                        alpha, rng, with_loss, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(fastmath=FASTMATH, inline="always")
 def cbow_sum_centre(output_step, vectors, buffer, n, i, radius, context, work, rows, head,
                     alpha, rng, with_loss):
     return cbow_centre(output_step, vectors, buffer, n, i, radius, context, work, rows, head,
                        alpha, rng, with_loss, False)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(fastmath=FASTMATH)
 def train_sentences(centre_step, output_step, vectors, weights, counters, tokens, offsets,
                     first, last, keep, head, hot_start, hot_count, window, alpha_start,
                     alpha_end, token_base, total_tokens, state):
@@ -347,7 +351,7 @@ def store_counters(counters, loss, sampled, predictions, seen, kept):
     counters[4] = kept
 
 
-@njit(cache=True, parallel=True)
+@njit(parallel=True)
 def train_threads(centre_step, output_step, vectors, weights, counters, tokens, offsets,
                   thread_sentences, keep, head, hot_start, window, alpha_start, alpha_end,
                   token_base, total_tokens, rng_states):
