@@ -189,5 +189,6 @@ def write_outputs(out, cfg, words, state, device, threads, raw_tokens) -> dict:
     }
     out.write_json("metrics.json", metrics)
     (out / CHECKPOINT).unlink(missing_ok=True)
-    return {"words_per_second": round(metrics["raw_words_per_second"] or 0),
+    return {"device": device, "threads": threads,
+            "words_per_second": round(metrics["raw_words_per_second"] or 0),
             "final_loss": round(metrics["loss_per_epoch"][-1], 4)}
