@@ -80,6 +80,36 @@ def huffman_codes(parent, branch, V, max_length):
     return codes, points, lengths
 
 
+def huffman_reference(counts) -> tuple[list[list[int]], list[list[int]]]:
+    """Plain-Python twin of huffman_tree + huffman_codes (the truth the kernels are tested
+    against): two queues, leaves by increasing count and inner nodes in creation order;
+    each merge takes the two lightest front nodes, an inner node before a leaf of equal
+    weight, exactly as word2vec.c's `<` test does.
+    Returns per word its code bits and its points, root first."""
+    V = len(counts)
+    parent, branch = [0] * (2 * V - 1), [0] * (2 * V - 1)
+    weight = list(int(c) for c in counts) + [0] * (V - 1)
+    leaves, inner = list(range(V - 1, -1, -1)), []     # both in increasing weight
+    for k in range(V - 1):
+        picked = []
+        for _ in range(2):
+            take_leaf = leaves and (not inner or weight[leaves[0]] < weight[inner[0]])
+            picked.append(leaves.pop(0) if take_leaf else inner.pop(0))
+        weight[V + k] = weight[picked[0]] + weight[picked[1]]
+        parent[picked[0]] = parent[picked[1]] = V + k
+        branch[picked[1]] = 1
+        inner.append(V + k)
+    codes, points = [], []
+    for word in range(V):
+        path, node = [], word
+        while node != 2 * V - 2:
+            path.append((branch[node], parent[node] - V))
+            node = parent[node]
+        codes.append([bit for bit, _ in reversed(path)])
+        points.append([point for _, point in reversed(path)])
+    return codes, points
+
+
 def build_huffman(counts: np.ndarray, max_length: int = MAX_CODE_LENGTH):
     """codes uint8 [V, L], points int32 [V, L], lengths uint8 [V] with L the longest code."""
     counts = np.ascontiguousarray(counts, dtype=np.int64)

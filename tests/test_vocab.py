@@ -114,3 +114,15 @@ def test_select_vocabulary_cuts_a_prefix():
     assert vocab.select_vocabulary(counts, 5, 0) == 4
     assert vocab.select_vocabulary(counts, 5, 2) == 2
     assert vocab.select_vocabulary(counts, 10, 0) == 0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_huffman_kernels_match_the_plain_reference(seed):
+    rng = np.random.default_rng(seed)
+    V = int(rng.integers(2, 300))
+    counts = np.sort(rng.integers(1, 50, V))[::-1].astype(np.int64)   # many ties on purpose
+    codes, points, lengths = vocab.build_huffman(counts)
+    ref_codes, ref_points = vocab.huffman_reference(counts)
+    for w in range(V):
+        assert codes[w, :lengths[w]].tolist() == ref_codes[w]
+        assert points[w, :lengths[w]].tolist() == ref_points[w]
