@@ -1,7 +1,6 @@
 """Helpers shared by the benchmarks: locating the shared data, timing, table printing."""
 from __future__ import annotations
 
-import os
 import resource
 import shutil
 import tempfile
@@ -62,7 +61,3 @@ def print_table(header: list[str], rows: list[list]) -> None:
     widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
     for row in [header] + rows:
         print("  ".join(str(x).rjust(w) for x, w in zip(row, widths)))
-
-
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0))

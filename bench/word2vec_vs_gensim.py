@@ -54,7 +54,9 @@ def train_ours(inputs: dict, out_dir: Path, model: str, loss: str, epochs: int, 
     # Load the compiled kernels first (a one-off second or so per process, from Numba's
     # cache), so that the figure is training throughput as for gensim's compiled code.
     warm = Word2VecConfig(model=model, loss=loss, epochs=1, threads=threads, chunk_words=1000)
-    trainer = train.Trainer(warm, *corpus_split(inputs), train.vocab.load_vocab(inputs["vocab"])[1], threads)
+    counts = train.vocab.load_vocab(inputs["vocab"])[1]
+    trainer = train.Trainer(warm, *corpus_split(inputs), counts, train.vocab.load_huffman(inputs["vocab"]),
+                            threads)
     state = train.initial_state(warm, trainer.keep.size, trainer.output_rows, threads)
     trainer.run_chunk(state, 0, 2)
     del trainer, state

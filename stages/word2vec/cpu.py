@@ -69,26 +69,6 @@ def prefetch_row(matrix, row):
         prefetch_line(matrix, row, column)
 
 
-# exp for |x| <= SIGMOID_BOUND in float32 without a libm call (which costs a third of the
-# training time): x = n ln2 + r, exp(r) by the Cephes expf polynomial, 2^n from a table.
-# Relative error below 3e-7 (a test checks it), i.e. float32 rounding.
-_LN2_HI, _LN2_LO = np.float32(0.693359375), np.float32(-2.12194440e-4)
-_EXP_POLY = np.array([1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
-                      1.6666665459e-1, 5.0000001201e-1], dtype=np.float32)
-_POW2 = np.array([2.0 ** n for n in range(-10, 11)], dtype=np.float32)
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def exp_small(x):
-    """exp(x) for float32 |x| <= 6 (see above)."""
-    n = math.floor(x * np.float32(1.44269504) + np.float32(0.5))
-    r = x - np.float32(n) * _LN2_HI - np.float32(n) * _LN2_LO
-    p = _EXP_POLY[0]
-    for k in range(1, 6):
-        p = p * r + _EXP_POLY[k]
-    return (p * r * r + r + np.float32(1.0)) * _POW2[int(n) + 10]
-
-
 SIGMOID_TABLE_SIZE = 2048
 _SIGMOID_SCALE = np.float32(SIGMOID_TABLE_SIZE / (2 * SIGMOID_BOUND))
 _SIGMOID = (1.0 / (1.0 + np.exp(SIGMOID_BOUND - np.arange(SIGMOID_TABLE_SIZE + 1)

@@ -39,14 +39,14 @@ def choose_device(device: str) -> str:
     return "cpu"
 
 
-def output_layer(cfg, counts: np.ndarray):
-    """(step function, head arrays, rows of the output weight matrix, first hot row)."""
+def output_layer(cfg, counts: np.ndarray, huffman):
+    """(step function, head arrays, rows of the output weight matrix, first hot row).
+    huffman: the vocabulary stage's (codes, points, lengths), used for loss = "hs"."""
     step = cpu.hs_step if cfg.loss == "hs" else cpu.ns_step
     if cfg.loss == "hs":
-        codes, points, lengths = vocab.build_huffman(counts)
         rows = max(counts.size - 1, 1)
         # the inner nodes nearest the root are the last created: the hottest rows
-        return step, (codes, points, lengths), rows, max(rows - cpu.HOT_ROWS, 0)
+        return step, tuple(huffman), rows, max(rows - cpu.HOT_ROWS, 0)
     accept, alias = vocab.negative_sampling_alias(counts)
     # the most frequent words (ids 0, 1, ...) are the most frequent negatives
     return step, (accept, alias, np.int64(cfg.negative)), counts.size, 0
@@ -79,9 +79,9 @@ def thread_bounds(offsets: np.ndarray, first: int, last: int, threads: int) -> n
 class Trainer:
     """Runs the kernel chunk by chunk over all epochs, from a fresh or a saved state."""
 
-    def __init__(self, cfg, tokens, offsets, counts, threads: int):
+    def __init__(self, cfg, tokens, offsets, counts, huffman, threads: int):
         self.cfg, self.tokens, self.offsets, self.threads = cfg, tokens, offsets, threads
-        self.step, self.head, self.output_rows, self.hot_start = output_layer(cfg, counts)
+        self.step, self.head, self.output_rows, self.hot_start = output_layer(cfg, counts, huffman)
         self.keep = vocab.keep_probabilities(counts, cfg.sample)
         self.alpha = cfg.alpha or DEFAULT_ALPHA[cfg.model]
         self.total = cfg.epochs * tokens.size
@@ -125,7 +125,7 @@ def run(cfg, inputs, out) -> dict:
     tokens, offsets = corpus.load_split(inputs["corpus"], "train")
     threads = resolve_threads(cfg.threads)
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    trainer = Trainer(cfg, tokens, offsets, counts, threads)
+    trainer = Trainer(cfg, tokens, offsets, counts, vocab.load_huffman(inputs["vocab"]), threads)
     identity = repr((asdict(cfg), tokens.size, len(words), out.fingerprint))
     state = load_checkpoint(out, identity, threads)
     if state is None:
