@@ -97,11 +97,13 @@ def dot(a, b):
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
-def logistic_step(h, grad_h, row, label, alpha, saturate, with_loss):
+def logistic_step(h, grad_h, row, grad_row, label, alpha, saturate, with_loss):
     """One binary logistic unit: p(label | h) = sigma((2 label - 1) h . row).
-    h, grad_h, row float32 [D]. Adds alpha * (label - sigma) * row to grad_h, then updates
-    row by alpha * (label - sigma) * h; returns -log p(label | h) (float64) if with_loss,
-    else 0. saturate: NS semantics past the bound; otherwise (HS) the update is skipped."""
+    h, grad_h, row, grad_row float32 [D]. Adds alpha * (label - sigma) * row to grad_h and
+    alpha * (label - sigma) * h to grad_row; returns -log p(label | h) (float64) if
+    with_loss, else 0. word2vec passes the row itself as grad_row (an SGD step, alpha = the
+    learning rate); the RNN LM passes a gradient row and alpha = -1 / tokens.
+    saturate: NS semantics past the bound; otherwise (HS) the update is skipped."""
     f = dot(h, row)
     loss = 0.0
     if with_loss:
@@ -114,7 +116,7 @@ def logistic_step(h, grad_h, row, label, alpha, saturate, with_loss):
         g = np.float32((label - sigmoid(f)) * alpha)
     for k in range(h.shape[0]):
         grad_h[k] += g * row[k]
-        row[k] += g * h[k]
+        grad_row[k] += g * h[k]
     return loss
 
 
@@ -142,7 +144,7 @@ def hs_step(h, grad_h, rows, word, head, alpha, rng, with_loss):
     for j in range(lengths[word]):
         label = 1 - np.int64(codes[word, j])
         row = output_row(rows, points[word, j])
-        loss += logistic_step(h, grad_h, row, label, alpha, False, with_loss)
+        loss += logistic_step(h, grad_h, row, row, label, alpha, False, with_loss)
     return loss
 
 
@@ -157,12 +159,14 @@ def ns_step(h, grad_h, rows, word, head, alpha, rng, with_loss):
         index, u = split_draw(rng, accept.shape[0])
         prefetch_row(rows[0], index if u < accept[index] else alias[index])
     rng[0] = replay                 # ... then draw the very same ones again to use them
-    loss = logistic_step(h, grad_h, output_row(rows, word), 1, alpha, True, with_loss)
+    positive = output_row(rows, word)
+    loss = logistic_step(h, grad_h, positive, positive, 1, alpha, True, with_loss)
     for _ in range(negative):
         index, u = split_draw(rng, accept.shape[0])
         target = index if u < accept[index] else alias[index]
         if target != word:
-            loss += logistic_step(h, grad_h, output_row(rows, target), 0, alpha, True, with_loss)
+            row = output_row(rows, target)
+            loss += logistic_step(h, grad_h, row, row, 0, alpha, True, with_loss)
     return loss
 
 

@@ -9,7 +9,7 @@ from stages.word2vec.cpu import LOSS_SAMPLE_EVERY, SIGMOID_BOUND
 from stages.word2vec.rng import py_below, py_split_draw, py_uniform
 
 
-def logistic_step(h, grad_h, row, label, alpha, saturate, with_loss):
+def logistic_step(h, grad_h, row, grad_row, label, alpha, saturate, with_loss):
     f = np.float32(np.dot(h.astype(np.float64), row.astype(np.float64)))
     loss = math.log1p(math.exp(-float(f))) + (0.0 if label == 1 else float(f)) if with_loss else 0.0
     if abs(f) >= SIGMOID_BOUND:
@@ -19,25 +19,27 @@ def logistic_step(h, grad_h, row, label, alpha, saturate, with_loss):
     else:
         g = np.float32((label - 1.0 / (1.0 + math.exp(-float(f)))) * alpha)
     grad_h += g * row
-    row += g * h
+    grad_row += g * h
     return loss
 
 
 def hs_step(h, grad_h, rows, word, head, alpha, rng, with_loss):
     """rows = (weights, ...): the reference never keeps private rows."""
     weights, codes, points, lengths = rows[0], *head
-    return sum(logistic_step(h, grad_h, weights[points[word, j]], 1 - int(codes[word, j]),
-                             alpha, False, with_loss) for j in range(lengths[word]))
+    rows = [weights[points[word, j]] for j in range(lengths[word])]
+    return sum(logistic_step(h, grad_h, row, row, 1 - int(codes[word, j]), alpha, False, with_loss)
+               for j, row in enumerate(rows))
 
 
 def ns_step(h, grad_h, rows, word, head, alpha, rng, with_loss):
     weights, (accept, alias, negative) = rows[0], head
-    loss = logistic_step(h, grad_h, weights[word], 1, alpha, True, with_loss)
+    loss = logistic_step(h, grad_h, weights[word], weights[word], 1, alpha, True, with_loss)
     for _ in range(negative):
         index, u = py_split_draw(rng, accept.shape[0])
         target = index if u < accept[index] else alias[index]
         if target != word:
-            loss += logistic_step(h, grad_h, weights[target], 0, alpha, True, with_loss)
+            row = weights[target]
+            loss += logistic_step(h, grad_h, row, row, 0, alpha, True, with_loss)
     return loss
 
 
