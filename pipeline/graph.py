@@ -19,6 +19,7 @@ from typing import Callable
 from pipeline import store
 from pipeline.config import Config, config_to_dict
 from stages import corpus, evaluate, vocab
+from stages.rnnlm import train as rnnlm_train
 from stages.word2vec import train as word2vec_train
 
 
@@ -36,7 +37,7 @@ STAGES = (
     Stage("vocab", ("corpus",), vocab.run, 1),
     Stage("word2vec", ("corpus", "vocab"), word2vec_train.run, 1),
     Stage("evaluate", ("corpus", "vocab", "word2vec"), evaluate.run, 1, evaluate.input_files),
-    Stage("rnnlm", ("corpus", "vocab", "word2vec"), None, 1),
+    Stage("rnnlm", ("corpus", "vocab", "word2vec"), rnnlm_train.run, 1, rnnlm_train.input_files),
 )
 BY_NAME = {stage.name: stage for stage in STAGES}
 

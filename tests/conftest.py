@@ -15,3 +15,8 @@ def write_lines(path: Path, lines) -> Path:
 @pytest.fixture
 def repo_root() -> Path:
     return ROOT
+
+
+# A tiny RNN LM, for tests that run the whole pipeline for the sake of other stages.
+SMALL_LM = ["--set", "rnnlm.hidden=8", "--set", "rnnlm.batch_size=4", "--set", "rnnlm.bptt=5",
+            "--set", "rnnlm.epochs=1", "--set", "rnnlm.diagnostic_windows=1"]

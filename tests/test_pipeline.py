@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pipeline.__main__ import main
-from tests.conftest import ROOT, write_lines
+from tests.conftest import ROOT, SMALL_LM, write_lines
 
 
 def cli(*args):
@@ -32,7 +32,7 @@ def manifest(run_dir, stage):
 
 def test_run_skip_and_rerun_only_what_changed(tmp_path, capsys):
     text, run_dir = small_corpus(tmp_path), tmp_path / "run"
-    common = ["--run-dir", str(run_dir), "--set", f"corpus.path={text}"]
+    common = ["--run-dir", str(run_dir), "--set", f"corpus.path={text}", *SMALL_LM]
     assert cli("run", *common, "--only", "corpus") == 0
     assert cli("run", *common, "--only", "vocab") == 0
     first = {s: manifest(run_dir, s) for s in ("corpus", "vocab")}
@@ -51,7 +51,7 @@ def test_run_skip_and_rerun_only_what_changed(tmp_path, capsys):
 
 def test_changing_the_corpus_file_reruns_the_corpus(tmp_path, capsys):
     text, run_dir = small_corpus(tmp_path), tmp_path / "run"
-    common = ["--run-dir", str(run_dir), "--set", f"corpus.path={text}"]
+    common = ["--run-dir", str(run_dir), "--set", f"corpus.path={text}", *SMALL_LM]
     assert cli("run", *common) == 0
     text.write_text("brand new text\n" * 10)
     capsys.readouterr()
@@ -62,7 +62,7 @@ def test_changing_the_corpus_file_reruns_the_corpus(tmp_path, capsys):
 
 def test_damaged_artifact_marks_the_stage_stale_and_run_repairs_it(tmp_path, capsys):
     text, run_dir = small_corpus(tmp_path), tmp_path / "run"
-    common = ["--run-dir", str(run_dir), "--set", f"corpus.path={text}"]
+    common = ["--run-dir", str(run_dir), "--set", f"corpus.path={text}", *SMALL_LM]
     assert cli("run", *common) == 0
     tokens = run_dir / "corpus" / "tokens-train.npy"
     good = tokens.read_bytes()
@@ -77,7 +77,7 @@ def test_damaged_artifact_marks_the_stage_stale_and_run_repairs_it(tmp_path, cap
 
 def test_force_only_from_and_clean(tmp_path, capsys):
     text, run_dir = small_corpus(tmp_path), tmp_path / "run"
-    common = ["--run-dir", str(run_dir), "--set", f"corpus.path={text}"]
+    common = ["--run-dir", str(run_dir), "--set", f"corpus.path={text}", *SMALL_LM]
     assert cli("run", *common) == 0
     capsys.readouterr()
     assert cli("run", *common, "--from", "vocab", "--force") == 0
@@ -111,7 +111,7 @@ def test_errors_are_one_line_with_the_right_exit_code(tmp_path, capsys, args, co
 
 def test_all_unknown_corpus_is_a_clear_error(tmp_path, capsys):
     text = write_lines(tmp_path / "t.txt", ["every word is unique here"])
-    common = ["--run-dir", str(tmp_path / "r"), "--set", f"corpus.path={text}"]
+    common = ["--run-dir", str(tmp_path / "r"), "--set", f"corpus.path={text}", *SMALL_LM]
     assert cli("run", *common) == 1
     assert "went to the held-out splits; set corpus.heldout_every=0" in capsys.readouterr().err
     assert cli("run", *common, "--set", "corpus.heldout_every=0") == 1

@@ -1,0 +1,385 @@
+"""@njit kernels for the RNN language model on the CPU (legend in the package docstring).
+
+Same names, arguments and conventions as reference.py. Matrix products go through
+`np.dot` (BLAS sgemm/dgemm; its threads do the parallel work): the input projection of a
+whole window is one product, then only the [B, H] x [H, G H] recurrent product is
+sequential in time. The backward passes store the gate gradients of the window and form the
+weight gradients with one product each after the time loop. Elementwise loops are plain
+Python loops that Numba compiles; the kernels work in float32 (training) and float64
+(gradient checks) alike.
+"""
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from stages.word2vec.cpu import FASTMATH, logistic_step
+from stages.word2vec.rng import uniform
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def sigmoid(a):
+    return 1.0 / (1.0 + math.exp(-a))
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def stream_norms(d):
+    """d [B, H] -> mean over streams of each row's Euclidean norm (float64)."""
+    total = 0.0
+    for b in range(d.shape[0]):
+        square = 0.0
+        for j in range(d.shape[1]):
+            square += np.float64(d[b, j]) * d[b, j]
+        total += math.sqrt(square)
+    return total / max(d.shape[0], 1)
+
+
+@njit(cache=True)
+def input_projection(gates, x, w_x, b_x):
+    """gates [T, B, G] = x [T, B, D] w_x^T + b_x: one product for the whole window."""
+    T, B, D = x.shape
+    flat = gates.reshape(T * B, gates.shape[2])
+    np.dot(x.reshape(T * B, D), w_x.T, flat)
+    flat += b_x
+
+
+@njit(cache=True)
+def weight_gradients(d_w_x, d_w_h, d_b_x, d_b_h, d_zx, d_zh, x, h_prev):
+    """The weight gradients from the window's pre-activation gradients, one product each.
+    d_zx [T, B, G] (through W_x), d_zh [T, B, G] (through W_h), h_prev [T, B, H]."""
+    T, B, G = d_zx.shape
+    zx, zh = d_zx.reshape(T * B, G), d_zh.reshape(T * B, G)
+    np.dot(zx.T, x.reshape(T * B, x.shape[2]), d_w_x)
+    np.dot(zh.T, h_prev.reshape(T * B, h_prev.shape[2]), d_w_h)
+    d_b_x[:] = zx.sum(axis=0)
+    d_b_h[:] = zh.sum(axis=0)
+
+
+@njit(cache=True)
+def input_gradient(d_x, d_zx, w_x):
+    """d_x [T, B, D] = d_zx [T, B, G] w_x, one product."""
+    T, B, G = d_zx.shape
+    np.dot(d_zx.reshape(T * B, G), w_x, d_x.reshape(T * B, d_x.shape[2]))
+
+
+# ----------------------------------------------------------------------------- Elman cells
+@njit(cache=True, fastmath=FASTMATH)
+def _elman_forward(h_all, gates, x, w_x, w_h, b_x, b_h, relu):
+    """h_all [T+1, B, H] (h_all[0] in), gates [T, B, H] out: pre-activations."""
+    T, B, H = gates.shape
+    input_projection(gates, x, w_x, b_x)
+    recurrent = np.empty((B, H), dtype=gates.dtype)
+    for t in range(T):
+        np.dot(h_all[t], w_h.T, recurrent)
+        for b in range(B):
+            for j in range(H):
+                a = gates[t, b, j] + recurrent[b, j] + b_h[j]
+                gates[t, b, j] = a
+                h_all[t + 1, b, j] = max(a, 0.0) if relu else math.tanh(a)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _elman_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_h_norms, d_h, h_all, gates,
+                    x, w_x, w_h, relu):
+    T, B, H = gates.shape
+    d_a = np.empty_like(gates)
+    carry = np.zeros((B, H), dtype=gates.dtype)
+    for t in range(T - 1, -1, -1):
+        for b in range(B):
+            for j in range(H):
+                dh = d_h[t, b, j] + carry[b, j]
+                carry[b, j] = dh        # keep the total for the norm below
+                if relu:
+                    d_a[t, b, j] = dh if gates[t, b, j] > 0 else 0.0
+                else:
+                    d_a[t, b, j] = dh * (1.0 - h_all[t + 1, b, j] ** 2)
+        d_h_norms[t] = stream_norms(carry)
+        np.dot(d_a[t], w_h, carry)
+    d_h_init[:] = carry
+    weight_gradients(d_w_x, d_w_h, d_b_x, d_b_h, d_a, d_a, x, h_all[:T])
+    input_gradient(d_x, d_a, w_x)
+
+
+@njit(cache=True)
+def tanh_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h):
+    """h_all [T+1, B, H], gates [T, B, H] pre-activations, x [T, B, D], w_x [H, D],
+    w_h [H, H], b_x, b_h [H]. c_all is not used by this cell."""
+    _elman_forward(h_all, gates, x, w_x, w_h, b_x, b_h, False)
+
+
+@njit(cache=True)
+def tanh_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms, d_h,
+                  h_all, c_all, gates, x, w_x, w_h):
+    """d_x [T, B, D], d_w_x/d_w_h/d_b_x/d_b_h as the weights, d_h_init/d_c_init [B, H],
+    d_h_norms [T] out; d_h [T, B, H] in."""
+    _elman_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_h_norms, d_h, h_all, gates,
+                    x, w_x, w_h, False)
+    d_c_init[:] = 0.0
+
+
+@njit(cache=True)
+def relu_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h):
+    """As tanh_forward with h = max(a, 0) (also the IRNN's cell)."""
+    _elman_forward(h_all, gates, x, w_x, w_h, b_x, b_h, True)
+
+
+@njit(cache=True)
+def relu_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms, d_h,
+                  h_all, c_all, gates, x, w_x, w_h):
+    _elman_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_h_norms, d_h, h_all, gates,
+                    x, w_x, w_h, True)
+    d_c_init[:] = 0.0
+
+
+# ------------------------------------------------------------------------------------ LSTM
+@njit(cache=True, fastmath=FASTMATH)
+def lstm_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h):
+    """h_all, c_all [T+1, B, H] (index 0 in), gates [T, B, 4H] out: activated i f g o;
+    w_x [4H, D], w_h [4H, H], b_x, b_h [4H]."""
+    T, B, H = gates.shape[0], gates.shape[1], h_all.shape[2]
+    input_projection(gates, x, w_x, b_x)
+    recurrent = np.empty((B, 4 * H), dtype=gates.dtype)
+    for t in range(T):
+        np.dot(h_all[t], w_h.T, recurrent)
+        for b in range(B):
+            z = gates[t, b]
+            for j in range(H):
+                i = sigmoid(z[j] + recurrent[b, j] + b_h[j])
+                f = sigmoid(z[H + j] + recurrent[b, H + j] + b_h[H + j])
+                g = math.tanh(z[2 * H + j] + recurrent[b, 2 * H + j] + b_h[2 * H + j])
+                o = sigmoid(z[3 * H + j] + recurrent[b, 3 * H + j] + b_h[3 * H + j])
+                z[j], z[H + j], z[2 * H + j], z[3 * H + j] = i, f, g, o
+                c = f * c_all[t, b, j] + i * g
+                c_all[t + 1, b, j] = c
+                h_all[t + 1, b, j] = o * math.tanh(c)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def lstm_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms, d_h,
+                  h_all, c_all, gates, x, w_x, w_h):
+    T, B, H = gates.shape[0], gates.shape[1], h_all.shape[2]
+    d_z = np.empty_like(gates)
+    carry_h = np.zeros((B, H), dtype=gates.dtype)
+    carry_c = np.zeros((B, H), dtype=gates.dtype)
+    for t in range(T - 1, -1, -1):
+        for b in range(B):
+            z, dz = gates[t, b], d_z[t, b]
+            for j in range(H):
+                i, f, g, o = z[j], z[H + j], z[2 * H + j], z[3 * H + j]
+                dh = d_h[t, b, j] + carry_h[b, j]
+                carry_h[b, j] = dh      # the total, for the norm below
+                tanh_c = math.tanh(c_all[t + 1, b, j])
+                dc = carry_c[b, j] + dh * o * (1.0 - tanh_c * tanh_c)
+                dz[j] = dc * g * i * (1.0 - i)
+                dz[H + j] = dc * c_all[t, b, j] * f * (1.0 - f)
+                dz[2 * H + j] = dc * i * (1.0 - g * g)
+                dz[3 * H + j] = dh * tanh_c * o * (1.0 - o)
+                carry_c[b, j] = dc * f
+        d_h_norms[t] = stream_norms(carry_h)
+        np.dot(d_z[t], w_h, carry_h)
+    d_h_init[:] = carry_h
+    d_c_init[:] = carry_c
+    weight_gradients(d_w_x, d_w_h, d_b_x, d_b_h, d_z, d_z, x, h_all[:T])
+    input_gradient(d_x, d_z, w_x)
+
+
+# ------------------------------------------------------------------------------------- GRU
+@njit(cache=True, fastmath=FASTMATH)
+def gru_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h):
+    """PyTorch's GRU (see reference.py). gates [T, B, 4H] out: r, z, n and W_hn h + b_hn;
+    w_x [3H, D], w_h [3H, H], b_x, b_h [3H]. c_all is not used by this cell."""
+    T, B, H = gates.shape[0], gates.shape[1], h_all.shape[2]
+    projected = np.empty((T, B, 3 * H), dtype=gates.dtype)
+    input_projection(projected, x, w_x, b_x)
+    recurrent = np.empty((B, 3 * H), dtype=gates.dtype)
+    for t in range(T):
+        np.dot(h_all[t], w_h.T, recurrent)
+        for b in range(B):
+            zx, zh, out = projected[t, b], recurrent[b], gates[t, b]
+            for j in range(H):
+                r = sigmoid(zx[j] + zh[j] + b_h[j])
+                z = sigmoid(zx[H + j] + zh[H + j] + b_h[H + j])
+                hn = zh[2 * H + j] + b_h[2 * H + j]
+                n = math.tanh(zx[2 * H + j] + r * hn)
+                out[j], out[H + j], out[2 * H + j], out[3 * H + j] = r, z, n, hn
+                h_all[t + 1, b, j] = (1.0 - z) * n + z * h_all[t, b, j]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def gru_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms, d_h,
+                 h_all, c_all, gates, x, w_x, w_h):
+    T, B, H = gates.shape[0], gates.shape[1], h_all.shape[2]
+    d_zx = np.empty((T, B, 3 * H), dtype=gates.dtype)
+    d_zh = np.empty((T, B, 3 * H), dtype=gates.dtype)
+    carry = np.zeros((B, H), dtype=gates.dtype)
+    direct = np.empty((B, H), dtype=gates.dtype)
+    for t in range(T - 1, -1, -1):
+        for b in range(B):
+            gate, dzx, dzh = gates[t, b], d_zx[t, b], d_zh[t, b]
+            for j in range(H):
+                r, z, n, hn = gate[j], gate[H + j], gate[2 * H + j], gate[3 * H + j]
+                dh = d_h[t, b, j] + carry[b, j]
+                carry[b, j] = dh        # the total, for the norm below
+                dn = dh * (1.0 - z) * (1.0 - n * n)
+                dr = dn * hn * r * (1.0 - r)
+                dz = dh * (h_all[t, b, j] - n) * z * (1.0 - z)
+                dzx[j], dzx[H + j], dzx[2 * H + j] = dr, dz, dn
+                dzh[j], dzh[H + j], dzh[2 * H + j] = dr, dz, dn * r
+                direct[b, j] = dh * z
+        d_h_norms[t] = stream_norms(carry)
+        np.dot(d_zh[t], w_h, carry)
+        carry += direct
+    d_h_init[:] = carry
+    d_c_init[:] = 0.0
+    weight_gradients(d_w_x, d_w_h, d_b_x, d_b_h, d_zx, d_zh, x, h_all[:T])
+    input_gradient(d_x, d_zx, w_x)
+
+
+# ----------------------------------------------------------------------------- output layers
+@njit(cache=True, fastmath=FASTMATH, parallel=True)
+def softmax_rows(probs, b, targets):
+    """probs [N, V]: logits in, softmax(logits + b) out; returns the summed -log p(target)."""
+    N, V = probs.shape
+    losses = np.empty(N)
+    for n in prange(N):
+        row = probs[n]
+        top = -np.inf
+        for k in range(V):
+            row[k] += b[k]
+            top = max(top, row[k])
+        # -log p(target) from the logit, which cannot underflow as its probability can
+        target_logit = np.float64(row[targets[n]]) - top
+        total = 0.0
+        for k in range(V):
+            e = math.exp(row[k] - top)
+            row[k] = e
+            total += e
+        losses[n] = math.log(total) - target_logit
+        scale = 1.0 / total
+        for k in range(V):
+            row[k] *= scale
+    return losses.sum()
+
+
+@njit(cache=True)
+def softmax_forward(probs, h, w, b, targets):
+    """probs [N, V] out, h [N, H], w [V, H], b [V], targets int [N]; returns the summed loss."""
+    np.dot(h, w.T, probs)
+    return softmax_rows(probs, b, targets)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def softmax_backward(d_h, d_w, d_b, probs, h, w, targets, scale):
+    """d_h [N, H], d_w [V, H], d_b [V] out for scale * summed loss; probs is consumed
+    (it becomes dE/dlogits)."""
+    N, V = probs.shape
+    for n in range(N):
+        probs[n, targets[n]] -= 1.0
+    probs *= scale
+    np.dot(probs.T, h, d_w)
+    d_b[:] = probs.sum(axis=0)
+    np.dot(probs, w, d_h)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def hs_path_loss(h, w, codes, points, length):
+    """-log p(word | h) along its Huffman path (label 1 - code, as in word2vec)."""
+    loss = 0.0
+    for j in range(length):
+        row = w[points[j]]
+        f = 0.0
+        for k in range(h.shape[0]):
+            f += np.float64(h[k]) * row[k]
+        # -log sigma(f) for label 1 (code 0), -log sigma(-f) for label 0 (code 1)
+        f = -f if codes[j] == 0 else f
+        loss += max(f, 0.0) + math.log1p(math.exp(-abs(f)))
+    return loss
+
+
+@njit(cache=True, fastmath=FASTMATH, parallel=True)
+def hs_forward(losses, h, w, codes, points, lengths, targets):
+    """losses [N] out, h [N, H], w [V-1, H] (inner nodes), codes uint8 [V, L],
+    points int32 [V, L], lengths uint8 [V]; returns the summed loss."""
+    for n in prange(targets.shape[0]):
+        word = targets[n]
+        losses[n] = hs_path_loss(h[n], w, codes[word], points[word], lengths[word])
+    return losses.sum()
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def hs_backward(d_h, d_w, h, w, codes, points, lengths, targets, scale):
+    """d_h [N, H], d_w [V-1, H] out: gradients of scale * summed loss, each node through
+    word2vec's logistic_step (saturating past its bound, so a confidently wrong node still
+    gets its full gradient)."""
+    d_h[:] = 0.0
+    d_w[:] = 0.0
+    for n in range(targets.shape[0]):
+        word = targets[n]
+        for j in range(lengths[word]):
+            node = points[word, j]
+            logistic_step(h[n], d_h[n], w[node], d_w[node], 1 - np.int64(codes[word, j]),
+                          -scale, True, False)
+
+
+@njit(cache=True, fastmath=FASTMATH, parallel=True)
+def hs_word_probabilities(probs, h, w, codes, points, lengths):
+    """probs [N, V] out: p(word | h) for every word."""
+    for n in prange(h.shape[0]):
+        for word in range(lengths.shape[0]):
+            probs[n, word] = math.exp(-hs_path_loss(h[n], w, codes[word], points[word],
+                                                    lengths[word]))
+
+
+# ------------------------------------------------------------------- embedding, optimisers
+@njit(cache=True)
+def embed_forward(x, embeddings, ids):
+    """x [T, B, D] out, embeddings [V, D], ids int [T, B]."""
+    for t in range(ids.shape[0]):
+        for b in range(ids.shape[1]):
+            x[t, b] = embeddings[ids[t, b]]
+
+
+@njit(cache=True)
+def embed_backward(d_embeddings, d_x, ids):
+    """d_embeddings [V, D] += d_x [T, B, D] scattered by ids."""
+    for t in range(ids.shape[0]):
+        for b in range(ids.shape[1]):
+            d_embeddings[ids[t, b]] += d_x[t, b]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def clip_global_norm(grads, max_norm):
+    """grads: every gradient in one flat array, scaled in place to norm <= max_norm
+    (0: never); returns the norm before clipping (PyTorch's clip_grad_norm_ rule)."""
+    square = 0.0
+    for k in range(grads.shape[0]):
+        square += np.float64(grads[k]) * grads[k]
+    norm = math.sqrt(square)
+    if max_norm > 0 and norm > max_norm:
+        grads *= max_norm / (norm + 1e-6)
+    return norm
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def sgd_step(params, grads, lr):
+    for k in range(params.shape[0]):
+        params[k] -= lr * grads[k]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def adam_step(params, grads, m, v, lr, beta1, beta2, eps, step):
+    correct1 = 1.0 - beta1 ** step
+    correct2 = 1.0 - beta2 ** step
+    for k in range(params.shape[0]):
+        m[k] = beta1 * m[k] + (1.0 - beta1) * grads[k]
+        v[k] = beta2 * v[k] + (1.0 - beta2) * grads[k] * grads[k]
+        params[k] -= lr * (m[k] / correct1) / (math.sqrt(v[k] / correct2) + eps)
+
+
+@njit(cache=True)
+def dropout_mask(mask, keep, rng):
+    """mask float [..] out: 1 / keep with probability keep, else 0 (inverted dropout);
+    rng uint64 [1]."""
+    flat = mask.reshape(-1)
+    for k in range(flat.shape[0]):
+        flat[k] = 1.0 / keep if uniform(rng) < keep else 0.0

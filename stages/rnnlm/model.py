@@ -1,0 +1,242 @@
+"""The language model: its parameters in one flat float32 array (named views into it, so
+clipping and the optimiser each make one pass), its initialisation, and one window's
+forward and backward pass composed from the kernels in cpu.py.
+
+Per window: embeddings -> (dropout) -> cell over T steps from the carried state ->
+(dropout) -> output layer (softmax or HS) -> mean loss over the window's T x B tokens.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from stages.rnnlm import cpu
+
+# gate rows of W_x / W_h per hidden unit, and columns of the per-step gate store
+GATES = {"tanh": 1, "relu": 1, "irnn": 1, "lstm": 4, "gru": 3}
+GATE_STORE = {"tanh": 1, "relu": 1, "irnn": 1, "lstm": 4, "gru": 4}
+CELL_KERNELS = {"tanh": (cpu.tanh_forward, cpu.tanh_backward),
+                "relu": (cpu.relu_forward, cpu.relu_backward),
+                "irnn": (cpu.relu_forward, cpu.relu_backward),
+                "lstm": (cpu.lstm_forward, cpu.lstm_backward),
+                "gru": (cpu.gru_forward, cpu.gru_backward)}
+# LSTM forget gates start open (bias 1), so early gradients are not cut by f ~ 1/2 per step
+LSTM_FORGET_BIAS = 1.0
+
+
+@dataclass(frozen=True)
+class Architecture:
+    cell: str
+    output: str             # "softmax" | "hs"
+    vocab: int              # V
+    dim: int                # D
+    hidden: int             # H
+    train_embeddings: bool
+
+
+def parameter_shapes(arch: Architecture) -> dict[str, tuple]:
+    G, H, V = GATES[arch.cell] * arch.hidden, arch.hidden, arch.vocab
+    shapes = {"embeddings": (V, arch.dim)} if arch.train_embeddings else {}
+    shapes.update(w_x=(G, arch.dim), w_h=(G, H), b_x=(G,), b_h=(G,), h0=(H,))
+    if arch.cell == "lstm":
+        shapes["c0"] = (H,)
+    if arch.output == "hs":
+        shapes["w_out"] = (max(V - 1, 1), H)       # one row per inner node of the tree
+    else:
+        shapes.update(w_out=(V, H), b_out=(V,))
+    return shapes
+
+
+def flat_views(shapes: dict[str, tuple], flat: np.ndarray) -> dict[str, np.ndarray]:
+    views, start = {}, 0
+    for name, shape in shapes.items():
+        size = math.prod(shape)
+        views[name] = flat[start:start + size].reshape(shape)
+        start += size
+    return views
+
+
+def flat_size(shapes: dict[str, tuple]) -> int:
+    return sum(math.prod(shape) for shape in shapes.values())
+
+
+def initialise(params: dict, arch: Architecture, rng: np.random.Generator) -> None:
+    """Glorot uniform per gate block for tanh/LSTM/GRU; He normal for ReLU inputs; ReLU
+    recurrence N(0, 1/H) (spectral radius about 1), IRNN recurrence the identity (Le et al.
+    2015); HS nodes zero (p = 1/2 at every node, as word2vec), softmax rows Glorot."""
+    H, D = arch.hidden, arch.dim
+    relu = arch.cell in ("relu", "irnn")
+    for block in range(GATES[arch.cell]):
+        rows = slice(block * H, (block + 1) * H)
+        if relu:
+            params["w_x"][rows] = rng.normal(0.0, math.sqrt(2.0 / D), (H, D))
+            params["w_h"][rows] = (np.eye(H) if arch.cell == "irnn"
+                                   else rng.normal(0.0, 1.0 / math.sqrt(H), (H, H)))
+        else:
+            params["w_x"][rows] = glorot(rng, H, D)
+            params["w_h"][rows] = glorot(rng, H, H)
+    if arch.cell == "lstm":
+        params["b_x"][H:2 * H] = LSTM_FORGET_BIAS
+    if arch.output == "softmax":
+        params["w_out"][...] = glorot(rng, arch.vocab, H)
+
+
+def glorot(rng, fan_out: int, fan_in: int) -> np.ndarray:
+    limit = math.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, (fan_out, fan_in))
+
+
+class Workspace:
+    """The buffers of one window shape (T, B), reused from window to window."""
+
+    def __init__(self, arch: Architecture, T: int, B: int, dropout: bool, dtype):
+        H, f32 = arch.hidden, dtype
+        self.x = np.zeros((T, B, arch.dim), f32)
+        self.h_all = np.zeros((T + 1, B, H), f32)
+        self.c_all = np.zeros((T + 1, B, H), f32)
+        self.gates = np.zeros((T, B, GATE_STORE[arch.cell] * H), f32)
+        self.top = np.zeros((T, B, H), f32)             # what the output layer reads
+        self.d_h = np.zeros((T, B, H), f32)
+        self.d_x = np.zeros((T, B, arch.dim), f32)
+        self.d_h_init = np.zeros((B, H), f32)
+        self.d_c_init = np.zeros((B, H), f32)
+        self.norms = np.zeros(T)
+        self.losses = np.zeros(T * B)
+        self.probs = np.zeros((T * B, arch.vocab), f32) if arch.output == "softmax" else None
+        self.masks = (np.zeros((T, B, arch.dim), f32), np.zeros((T, B, H), f32)) if dropout else None
+
+
+class Model:
+    """Parameters (flat + views), their gradients (same layout) and the window passes."""
+
+    def __init__(self, arch: Architecture, params: np.ndarray, embeddings: np.ndarray,
+                 huffman=None, dropout: float = 0.0, rng_state=None):
+        self.arch, self.shapes = arch, parameter_shapes(arch)
+        self.params, self.grads = params, np.zeros_like(params)
+        self.p, self.g = flat_views(self.shapes, params), flat_views(self.shapes, self.grads)
+        # frozen embeddings live outside the trained parameters
+        self.embeddings = self.p["embeddings"] if arch.train_embeddings else embeddings
+        self.huffman = huffman
+        self.keep = 1.0 - dropout
+        self.rng_state = rng_state if rng_state is not None else np.ones(1, np.uint64)
+        self.forward_cell, self.backward_cell = CELL_KERNELS[arch.cell]
+        self._workspaces: dict = {}
+
+    def workspace(self, T: int, B: int, train: bool) -> Workspace:
+        key = (T, B, train and self.keep < 1.0)
+        if key not in self._workspaces:
+            self._workspaces[key] = Workspace(self.arch, T, B, key[2], self.params.dtype)
+        return self._workspaces[key]
+
+    def initial_state(self, B: int) -> tuple[np.ndarray, np.ndarray]:
+        h = np.repeat(self.p["h0"][None, :], B, axis=0)
+        c = np.repeat(self.p["c0"][None, :], B, axis=0) if "c0" in self.p else np.zeros_like(h)
+        return h, c
+
+    def forward(self, ids: np.ndarray, state, train: bool) -> Workspace:
+        """Run the cell over the window from `state`; the output layer's input is in .top."""
+        T, B = ids.shape
+        work = self.workspace(T, B, train)
+        cpu.embed_forward(work.x, self.embeddings, ids)
+        if work.masks is not None:
+            for mask in work.masks:
+                cpu.dropout_mask(mask, self.keep, self.rng_state)
+            work.x *= work.masks[0]
+        work.h_all[0], work.c_all[0] = state
+        self.forward_cell(work.h_all, work.c_all, work.gates, work.x, self.p["w_x"],
+                          self.p["w_h"], self.p["b_x"], self.p["b_h"])
+        work.top[...] = work.h_all[1:]
+        if work.masks is not None:
+            work.top *= work.masks[1]
+        return work
+
+    def output_loss(self, work: Workspace, targets: np.ndarray, rows: slice = slice(None)) -> float:
+        """Summed -log p(target) over the window's tokens (rows: a range of time steps)."""
+        top = work.top[rows].reshape(-1, self.arch.hidden)
+        flat = targets[rows].reshape(-1)
+        if self.arch.output == "softmax":
+            return cpu.softmax_forward(work.probs[:flat.size], top, self.p["w_out"],
+                                       self.p["b_out"], flat)
+        return cpu.hs_forward(work.losses[:flat.size], top, self.p["w_out"], *self.huffman, flat)
+
+    def output_backward(self, work: Workspace, targets: np.ndarray, rows: slice = slice(None)):
+        """d_h of the rows' time steps for the mean loss over their tokens (after output_loss)."""
+        top = work.top[rows].reshape(-1, self.arch.hidden)
+        flat = targets[rows].reshape(-1)
+        d_top = work.d_h[rows].reshape(-1, self.arch.hidden)
+        scale = 1.0 / flat.size
+        if self.arch.output == "softmax":
+            cpu.softmax_backward(d_top, self.g["w_out"], self.g["b_out"], work.probs[:flat.size],
+                                 top, self.p["w_out"], flat, scale)
+        else:
+            cpu.hs_backward(d_top, self.g["w_out"], top, self.p["w_out"], *self.huffman, flat,
+                            scale)
+        if work.masks is not None:
+            work.d_h[rows] *= work.masks[1][rows]
+
+    def backward(self, work: Workspace, ids: np.ndarray, fresh: bool) -> None:
+        """Gradients of every parameter from work.d_h; fresh: the window started from h0."""
+        self.backward_cell(work.d_x, self.g["w_x"], self.g["w_h"], self.g["b_x"], self.g["b_h"],
+                           work.d_h_init, work.d_c_init, work.norms, work.d_h, work.h_all,
+                           work.c_all, work.gates, work.x, self.p["w_x"], self.p["w_h"])
+        for name in ("embeddings", "h0", "c0"):
+            if name in self.g:
+                self.g[name][...] = 0.0
+        if self.arch.train_embeddings:
+            if work.masks is not None:
+                work.d_x *= work.masks[0]
+            cpu.embed_backward(self.g["embeddings"], work.d_x, ids)
+        if fresh:
+            self.g["h0"][...] = work.d_h_init.sum(axis=0)
+            if "c0" in self.g:
+                self.g["c0"][...] = work.d_c_init.sum(axis=0)
+
+    def train_window(self, ids, targets, state, fresh: bool):
+        """Forward and backward over one window -> (summed loss, the state to carry on)."""
+        work = self.forward(ids, state, train=True)
+        loss = self.output_loss(work, targets)
+        work.d_h[...] = 0.0
+        self.output_backward(work, targets)
+        self.backward(work, ids, fresh)
+        return loss, (work.h_all[-1].copy(), work.c_all[-1].copy())
+
+    def evaluate_window(self, ids, targets, state):
+        work = self.forward(ids, state, train=False)
+        return self.output_loss(work, targets), (work.h_all[-1].copy(), work.c_all[-1].copy())
+
+    def gradient_by_lag(self, ids, targets, state) -> np.ndarray:
+        """Mean over streams of ||dE_t / dh_k|| for E_t the loss at the window's last step,
+        indexed by the lag t - k (0 .. T-1). Scribbles on the gradients (call between
+        training windows only)."""
+        work = self.forward(ids, state, train=False)
+        last = slice(ids.shape[0] - 1, ids.shape[0])
+        self.output_loss(work, targets, last)
+        work.d_h[...] = 0.0
+        self.output_backward(work, targets, last)
+        self.backward(work, ids, fresh=False)
+        return work.norms[::-1].copy()
+
+    def spectral_radii(self) -> list[float]:
+        """Largest |eigenvalue| of each gate block of W_h (one block for Elman cells)."""
+        H = self.arch.hidden
+        blocks = self.p["w_h"].reshape(GATES[self.arch.cell], H, H).astype(np.float64)
+        return [float(np.abs(np.linalg.eigvals(block)).max()) for block in blocks]
+
+
+class Optimiser:
+    """SGD (the RNNLM toolkit's and the PyTorch example's) or Adam, on the flat arrays."""
+
+    def __init__(self, kind: str, size: int, beta1=0.9, beta2=0.999, eps=1e-8):
+        self.kind, self.beta1, self.beta2, self.eps = kind, beta1, beta2, eps
+        self.state = {"m": np.zeros(size, np.float32), "v": np.zeros(size, np.float32),
+                      "step": np.zeros(1, np.int64)} if kind == "adam" else {}
+
+    def step(self, params: np.ndarray, grads: np.ndarray, lr: float) -> None:
+        if self.kind == "sgd":
+            cpu.sgd_step(params, grads, np.float32(lr))
+            return
+        self.state["step"][0] += 1
+        cpu.adam_step(params, grads, self.state["m"], self.state["v"], np.float32(lr),
+                      self.beta1, self.beta2, self.eps, int(self.state["step"][0]))
