@@ -56,7 +56,27 @@ def build_parser() -> argparse.ArgumentParser:
     analogy.add_argument("-n", type=int, default=5, help="how many answers (default 5)")
     analogy.add_argument("--method", choices=("add", "mul"), default="add",
                          help="3CosAdd (default) or 3CosMul")
+    _add_language_model_verbs(verbs)
     return parser
+
+
+def _add_language_model_verbs(verbs) -> None:
+    generate = verbs.add_parser("generate", help="sample text from the trained language model")
+    _add_common(generate)
+    generate.add_argument("--words", type=int, default=50, help="how many words (default 50)")
+    generate.add_argument("--temperature", type=float, default=1.0,
+                          help="below 1: safer words; above 1: more surprising (default 1)")
+    generate.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    generate.add_argument("--prompt", default="", help="text to continue")
+
+    predict = verbs.add_parser("predict", help="the most likely next words after some text")
+    _add_common(predict)
+    predict.add_argument("text")
+    predict.add_argument("-k", type=int, default=10, help="how many words (default 10)")
+
+    score = verbs.add_parser("score", help="perplexity of a text file (one sentence per line)")
+    _add_common(score)
+    score.add_argument("file", type=Path)
 
 
 def _add_common(sub) -> None:
@@ -128,6 +148,36 @@ def cmd_analogy(args) -> int:
     return EXIT_OK
 
 
+def _language_model(args):
+    from stages.rnnlm.generate import LanguageModel
+    pipeline = _pipeline(args)
+    if not (pipeline.stage_dir("rnnlm") / "manifest.json").is_file():
+        raise UsageError(f"no trained language model in {pipeline.run_dir}: run the pipeline "
+                         f"first (python -m pipeline run)")
+    return LanguageModel.load(pipeline.stage_dir("rnnlm"))
+
+
+def cmd_generate(args) -> int:
+    if args.words < 1 or args.temperature <= 0:
+        raise UsageError("--words must be >= 1 and --temperature > 0")
+    words = _language_model(args).generate(args.words, args.temperature, args.seed, args.prompt)
+    # one sentence per line: <eos> ends a line
+    print(" ".join(words).replace(" <eos> ", "\n").replace("<eos>", "").strip())
+    return EXIT_OK
+
+
+def cmd_predict(args) -> int:
+    for word, p in _language_model(args).predict(args.text, args.k):
+        print(f"{p:8.4f}  {word}")
+    return EXIT_OK
+
+
+def cmd_score(args) -> int:
+    perplexity, tokens = _language_model(args).score(args.file)
+    print(f"perplexity {perplexity:.2f} over {tokens} tokens (words + <eos>)")
+    return EXIT_OK
+
+
 def _require_words(vectors, words) -> None:
     missing = [w for w in words if w not in vectors]
     if missing:
@@ -145,7 +195,8 @@ def _human_bytes(size: int) -> str:
 
 
 COMMANDS = {"run": cmd_run, "status": cmd_status, "clean": cmd_clean,
-            "similar": cmd_similar, "analogy": cmd_analogy}
+            "similar": cmd_similar, "analogy": cmd_analogy, "generate": cmd_generate,
+            "predict": cmd_predict, "score": cmd_score}
 
 
 def main(argv=None) -> int:
