@@ -7,22 +7,109 @@ sequential in time. The backward passes store the gate gradients of the window a
 weight gradients with one product each after the time loop. Elementwise loops are plain
 Python loops that Numba compiles; the kernels work in float32 (training) and float64
 (gradient checks) alike.
+
+exp, tanh and sigmoid: in float32 a polynomial exp (Cephes' expf: range reduction by ln 2,
+degree-6 polynomial, the power of two put straight into the exponent bits) that LLVM
+vectorises; without it (no SVML here) each exp is a libm call, and the softmax's 11 million
+exps per window cost as much as its three matrix products. Relative error below 1e-7, i.e.
+float32 rounding (a test checks it). In float64 the library functions are used, so the
+gradient checks run at full precision.
 """
 import math
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic, overload
 
 from stages.word2vec.cpu import FASTMATH, logistic_step
 from stages.word2vec.rng import uniform
 
+# error_model "numpy": no ZeroDivisionError check on every division, which would stop LLVM
+# from vectorising the activation loops (a division by zero gives inf, which the training
+# loop's finiteness check reports)
+KERNEL = {"cache": True, "fastmath": FASTMATH, "error_model": "numpy"}
+_LOG2E = np.float32(1.4426950408889634)
+_LN2_HI, _LN2_LO = np.float32(0.693359375), np.float32(-2.12194440e-4)
+_EXP_POLY = tuple(np.float32(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
+                                          4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1))
+# below this |x|, tanh's odd series to x^5 is exact in float32 (and 1 - 2/(e^2x + 1) is not)
+_TANH_SERIES_BELOW = np.float32(0.0625)
 
-@njit(cache=True, fastmath=FASTMATH)
-def sigmoid(a):
-    return 1.0 / (1.0 + math.exp(-a))
+
+@intrinsic
+def bits_to_float32(typingctx, bits):
+    """Reinterpret an int32's bits as a float32 (a plain bitcast LLVM can vectorise)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+    return types.float32(types.int32), codegen
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**KERNEL, inline="always")
+def exp32(x):
+    x = min(max(x, np.float32(-87.0)), np.float32(88.0))
+    k = math.floor(x * _LOG2E + np.float32(0.5))
+    r = x - k * _LN2_HI - k * _LN2_LO
+    p = _EXP_POLY[0]
+    for c in _EXP_POLY[1:]:
+        p = p * r + c
+    p = p * r * r + r + np.float32(1.0)
+    return p * bits_to_float32((np.int32(k) + np.int32(127)) << np.int32(23))
+
+
+@njit(**KERNEL, inline="always")
+def tanh32(x):
+    a = abs(x)
+    if a < _TANH_SERIES_BELOW:
+        x2 = x * x
+        return x * (np.float32(1.0) + x2 * (np.float32(-1.0 / 3.0) + x2 * np.float32(2.0 / 15.0)))
+    t = np.float32(1.0) - np.float32(2.0) / (exp32(np.float32(2.0) * a) + np.float32(1.0))
+    return t if x > 0 else -t
+
+
+def exp_(x):
+    return math.exp(x)
+
+
+def tanh_(x):
+    return math.tanh(x)
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+@overload(exp_, jit_options={"fastmath": FASTMATH, "error_model": "numpy"})
+def _exp_for(x):
+    if x == types.float32:
+        return lambda x: exp32(x)
+    return lambda x: math.exp(x)
+
+
+@overload(tanh_, jit_options={"fastmath": FASTMATH, "error_model": "numpy"})
+def _tanh_for(x):
+    if x == types.float32:
+        return lambda x: tanh32(x)
+    return lambda x: math.tanh(x)
+
+
+@overload(sigmoid, jit_options={"fastmath": FASTMATH, "error_model": "numpy"})
+def _sigmoid_for(x):
+    if x == types.float32:
+        return lambda x: np.float32(1.0) / (np.float32(1.0) + exp32(-x))
+    return lambda x: 1.0 / (1.0 + math.exp(-x))
+
+
+@njit(**KERNEL)
+def activations_for_test(exp, tanh, sigmoid_out, x):
+    """exp_, tanh_ and sigmoid over an array (the float32 paths, for tests)."""
+    for k in range(x.shape[0]):
+        exp[k] = exp_(x[k])
+        tanh[k] = tanh_(x[k])
+        sigmoid_out[k] = sigmoid(x[k])
+
+
+@njit(**KERNEL)
 def stream_norms(d):
     """d [B, H] -> mean over streams of each row's Euclidean norm (float64)."""
     total = 0.0
@@ -63,7 +150,7 @@ def input_gradient(d_x, d_zx, w_x):
 
 
 # ----------------------------------------------------------------------------- Elman cells
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**KERNEL)
 def _elman_forward(h_all, gates, x, w_x, w_h, b_x, b_h, relu):
     """h_all [T+1, B, H] (h_all[0] in), gates [T, B, H] out: pre-activations."""
     T, B, H = gates.shape
@@ -75,10 +162,10 @@ def _elman_forward(h_all, gates, x, w_x, w_h, b_x, b_h, relu):
             for j in range(H):
                 a = gates[t, b, j] + recurrent[b, j] + b_h[j]
                 gates[t, b, j] = a
-                h_all[t + 1, b, j] = max(a, 0.0) if relu else math.tanh(a)
+                h_all[t + 1, b, j] = max(a, 0.0) if relu else tanh_(a)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**KERNEL)
 def _elman_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_h_norms, d_h, h_all, gates,
                     x, w_x, w_h, relu):
     T, B, H = gates.shape
@@ -132,7 +219,7 @@ def relu_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms
 
 
 # ------------------------------------------------------------------------------------ LSTM
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**KERNEL)
 def lstm_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h):
     """h_all, c_all [T+1, B, H] (index 0 in), gates [T, B, 4H] out: activated i f g o;
     w_x [4H, D], w_h [4H, H], b_x, b_h [4H]."""
@@ -142,39 +229,38 @@ def lstm_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h):
     for t in range(T):
         np.dot(h_all[t], w_h.T, recurrent)
         for b in range(B):
-            z = gates[t, b]
-            for j in range(H):
-                i = sigmoid(z[j] + recurrent[b, j] + b_h[j])
-                f = sigmoid(z[H + j] + recurrent[b, H + j] + b_h[H + j])
-                g = math.tanh(z[2 * H + j] + recurrent[b, 2 * H + j] + b_h[2 * H + j])
-                o = sigmoid(z[3 * H + j] + recurrent[b, 3 * H + j] + b_h[3 * H + j])
-                z[j], z[H + j], z[2 * H + j], z[3 * H + j] = i, f, g, o
-                c = f * c_all[t, b, j] + i * g
-                c_all[t + 1, b, j] = c
-                h_all[t + 1, b, j] = o * math.tanh(c)
+            lstm_cell(gates[t, b], c_all[t + 1, b], h_all[t + 1, b], recurrent[b], b_h,
+                      c_all[t, b])
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**KERNEL)
+def lstm_cell(z, c, h, recurrent, b_h, c_prev):
+    """One stream's step: z [4H] pre-activations in (recurrent part and b_h still to add),
+    activated gates out; c, h [H] out. Separate loops per activation so each vectorises."""
+    H = c.shape[0]
+    for k in range(2 * H):
+        z[k] = sigmoid(z[k] + recurrent[k] + b_h[k])
+    for k in range(2 * H, 3 * H):
+        z[k] = tanh_(z[k] + recurrent[k] + b_h[k])
+    for k in range(3 * H, 4 * H):
+        z[k] = sigmoid(z[k] + recurrent[k] + b_h[k])
+    for j in range(H):
+        c[j] = z[H + j] * c_prev[j] + z[j] * z[2 * H + j]
+        h[j] = z[3 * H + j] * tanh_(c[j])
+
+
+@njit(**KERNEL)
 def lstm_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms, d_h,
                   h_all, c_all, gates, x, w_x, w_h):
     T, B, H = gates.shape[0], gates.shape[1], h_all.shape[2]
     d_z = np.empty_like(gates)
     carry_h = np.zeros((B, H), dtype=gates.dtype)
     carry_c = np.zeros((B, H), dtype=gates.dtype)
+    dc = np.empty(H, dtype=gates.dtype)
     for t in range(T - 1, -1, -1):
         for b in range(B):
-            z, dz = gates[t, b], d_z[t, b]
-            for j in range(H):
-                i, f, g, o = z[j], z[H + j], z[2 * H + j], z[3 * H + j]
-                dh = d_h[t, b, j] + carry_h[b, j]
-                carry_h[b, j] = dh      # the total, for the norm below
-                tanh_c = math.tanh(c_all[t + 1, b, j])
-                dc = carry_c[b, j] + dh * o * (1.0 - tanh_c * tanh_c)
-                dz[j] = dc * g * i * (1.0 - i)
-                dz[H + j] = dc * c_all[t, b, j] * f * (1.0 - f)
-                dz[2 * H + j] = dc * i * (1.0 - g * g)
-                dz[3 * H + j] = dh * tanh_c * o * (1.0 - o)
-                carry_c[b, j] = dc * f
+            lstm_cell_backward(d_z[t, b], carry_h[b], carry_c[b], dc, gates[t, b],
+                               c_all[t + 1, b], c_all[t, b], d_h[t, b])
         d_h_norms[t] = stream_norms(carry_h)
         np.dot(d_z[t], w_h, carry_h)
     d_h_init[:] = carry_h
@@ -183,8 +269,29 @@ def lstm_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms
     input_gradient(d_x, d_z, w_x)
 
 
+@njit(**KERNEL)
+def lstm_cell_backward(dz, carry_h, carry_c, dc, z, c, c_prev, d_h):
+    """One stream's step back: carry_h in: dE/dh_t from the future, out: the total
+    (with d_h [H] from above); carry_c in: dE/dc_t from the future, out: dE/dc_(t-1);
+    dz [4H] out: the pre-activation gradients; dc [H] scratch."""
+    H = c.shape[0]
+    for j in range(H):
+        dh = d_h[j] + carry_h[j]
+        carry_h[j] = dh
+        tanh_c = tanh_(c[j])
+        dc[j] = carry_c[j] + dh * z[3 * H + j] * (1.0 - tanh_c * tanh_c)
+        dz[3 * H + j] = dh * tanh_c * z[3 * H + j] * (1.0 - z[3 * H + j])
+    for j in range(H):
+        dz[j] = dc[j] * z[2 * H + j] * z[j] * (1.0 - z[j])
+    for j in range(H):
+        dz[H + j] = dc[j] * c_prev[j] * z[H + j] * (1.0 - z[H + j])
+    for j in range(H):
+        dz[2 * H + j] = dc[j] * z[j] * (1.0 - z[2 * H + j] * z[2 * H + j])
+        carry_c[j] = dc[j] * z[H + j]
+
+
 # ------------------------------------------------------------------------------------- GRU
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**KERNEL)
 def gru_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h):
     """PyTorch's GRU (see reference.py). gates [T, B, 4H] out: r, z, n and W_hn h + b_hn;
     w_x [3H, D], w_h [3H, H], b_x, b_h [3H]. c_all is not used by this cell."""
@@ -200,12 +307,12 @@ def gru_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h):
                 r = sigmoid(zx[j] + zh[j] + b_h[j])
                 z = sigmoid(zx[H + j] + zh[H + j] + b_h[H + j])
                 hn = zh[2 * H + j] + b_h[2 * H + j]
-                n = math.tanh(zx[2 * H + j] + r * hn)
+                n = tanh_(zx[2 * H + j] + r * hn)
                 out[j], out[H + j], out[2 * H + j], out[3 * H + j] = r, z, n, hn
                 h_all[t + 1, b, j] = (1.0 - z) * n + z * h_all[t, b, j]
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**KERNEL)
 def gru_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms, d_h,
                  h_all, c_all, gates, x, w_x, w_h):
     T, B, H = gates.shape[0], gates.shape[1], h_all.shape[2]
@@ -236,52 +343,60 @@ def gru_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms,
 
 
 # ----------------------------------------------------------------------------- output layers
-@njit(cache=True, fastmath=FASTMATH, parallel=True)
-def softmax_rows(probs, b, targets):
-    """probs [N, V]: logits in, softmax(logits + b) out; returns the summed -log p(target)."""
-    N, V = probs.shape
+@njit(**KERNEL)
+def softmax_rows(exps, inverse_totals, b, targets):
+    """exps [N, V]: logits in, exp(logit + b - the row's largest) out; inverse_totals [N]
+    out: 1 / each row's sum, so the probabilities are exps * inverse_totals[:, None]
+    (never formed: the backward pass folds the row scale into its small factors).
+    Returns the summed -log p(target). Serial on purpose: BLAS's threads keep spinning
+    for a while after the product before it, and Numba threads started then fought them for
+    the cores (measured: parallel 58 ms, serial 48 ms for a 1,120 x 10,002 window)."""
+    N, V = exps.shape
     losses = np.empty(N)
-    for n in prange(N):
-        row = probs[n]
-        top = -np.inf
-        for k in range(V):
+    for n in range(N):
+        row = exps[n]
+        row[0] += b[0]
+        top = row[0]
+        for k in range(1, V):
             row[k] += b[k]
             top = max(top, row[k])
         # -log p(target) from the logit, which cannot underflow as its probability can
         target_logit = np.float64(row[targets[n]]) - top
         total = 0.0
         for k in range(V):
-            e = math.exp(row[k] - top)
+            e = exp_(row[k] - top)
             row[k] = e
             total += e
         losses[n] = math.log(total) - target_logit
-        scale = 1.0 / total
-        for k in range(V):
-            row[k] *= scale
+        inverse_totals[n] = 1.0 / total
     return losses.sum()
 
 
 @njit(cache=True)
-def softmax_forward(probs, h, w, b, targets):
-    """probs [N, V] out, h [N, H], w [V, H], b [V], targets int [N]; returns the summed loss."""
-    np.dot(h, w.T, probs)
-    return softmax_rows(probs, b, targets)
+def softmax_forward(exps, inverse_totals, h, w, b, targets):
+    """exps [N, V], inverse_totals [N] out (see softmax_rows), h [N, H], w [V, H], b [V],
+    targets int [N]; returns the summed loss."""
+    np.dot(h, w.T, exps)
+    return softmax_rows(exps, inverse_totals, b, targets)
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def softmax_backward(d_h, d_w, d_b, probs, h, w, targets, scale):
-    """d_h [N, H], d_w [V, H], d_b [V] out for scale * summed loss; probs is consumed
-    (it becomes dE/dlogits)."""
-    N, V = probs.shape
+@njit(**KERNEL)
+def softmax_backward(d_h, d_w, d_b, exps, inverse_totals, h, w, targets, scale):
+    """d_h [N, H], d_w [V, H], d_b [V] out for scale * summed loss; exps is consumed.
+    dE/dlogits = scale * (P - Y) = diag(r) (E - diag(1/r') Y) with r = scale / total, so
+    the row scale r goes onto the [N, H] factors and the [N, V] array is touched once."""
+    N, V = exps.shape
+    rows = np.empty((N, 1), dtype=h.dtype)
     for n in range(N):
-        probs[n, targets[n]] -= 1.0
-    probs *= scale
-    np.dot(probs.T, h, d_w)
-    d_b[:] = probs.sum(axis=0)
-    np.dot(probs, w, d_h)
+        exps[n, targets[n]] -= 1.0 / inverse_totals[n]
+        rows[n, 0] = scale * inverse_totals[n]
+    np.dot(exps.T, h * rows, d_w)
+    np.dot(rows.T, exps, d_b.reshape(1, V))
+    np.dot(exps, w, d_h)
+    d_h *= rows
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**KERNEL)
 def hs_path_loss(h, w, codes, points, length):
     """-log p(word | h) along its Huffman path (label 1 - code, as in word2vec)."""
     loss = 0.0
@@ -296,17 +411,18 @@ def hs_path_loss(h, w, codes, points, length):
     return loss
 
 
-@njit(cache=True, fastmath=FASTMATH, parallel=True)
+@njit(**KERNEL)
 def hs_forward(losses, h, w, codes, points, lengths, targets):
     """losses [N] out, h [N, H], w [V-1, H] (inner nodes), codes uint8 [V, L],
-    points int32 [V, L], lengths uint8 [V]; returns the summed loss."""
-    for n in prange(targets.shape[0]):
+    points int32 [V, L], lengths uint8 [V]; returns the summed loss. Serial, as
+    softmax_rows, to stay clear of BLAS's spinning threads (and it is cheap)."""
+    for n in range(targets.shape[0]):
         word = targets[n]
         losses[n] = hs_path_loss(h[n], w, codes[word], points[word], lengths[word])
     return losses.sum()
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**KERNEL)
 def hs_backward(d_h, d_w, h, w, codes, points, lengths, targets, scale):
     """d_h [N, H], d_w [V-1, H] out: gradients of scale * summed loss, each node through
     word2vec's logistic_step (saturating past its bound, so a confidently wrong node still
@@ -321,7 +437,7 @@ def hs_backward(d_h, d_w, h, w, codes, points, lengths, targets, scale):
                           -scale, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, parallel=True)
+@njit(**KERNEL, parallel=True)
 def hs_word_probabilities(probs, h, w, codes, points, lengths):
     """probs [N, V] out: p(word | h) for every word."""
     for n in prange(h.shape[0]):
@@ -347,7 +463,7 @@ def embed_backward(d_embeddings, d_x, ids):
             d_embeddings[ids[t, b]] += d_x[t, b]
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**KERNEL)
 def clip_global_norm(grads, max_norm):
     """grads: every gradient in one flat array, scaled in place to norm <= max_norm
     (0: never); returns the norm before clipping (PyTorch's clip_grad_norm_ rule)."""
@@ -360,13 +476,13 @@ def clip_global_norm(grads, max_norm):
     return norm
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**KERNEL)
 def sgd_step(params, grads, lr):
     for k in range(params.shape[0]):
         params[k] -= lr * grads[k]
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**KERNEL)
 def adam_step(params, grads, m, v, lr, beta1, beta2, eps, step):
     correct1 = 1.0 - beta1 ** step
     correct2 = 1.0 - beta2 ** step
@@ -400,7 +516,7 @@ def hs_children(codes, points, lengths):
     return children
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**KERNEL)
 def hs_sample(h, w, children, rng):
     """Draw a word from the HS distribution by walking down from the root: each node is a
     coin with p(code 0) = sigma(h . w_node). O(L H) per draw instead of O(V H)."""
@@ -415,7 +531,7 @@ def hs_sample(h, w, children, rng):
         node = nxt
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**KERNEL)
 def categorical_sample(probs, rng):
     """Draw an index from unnormalised non-negative weights."""
     total = 0.0
@@ -429,7 +545,7 @@ def categorical_sample(probs, rng):
     return probs.shape[0] - 1
 
 
-@njit(fastmath=FASTMATH)
+@njit(fastmath=FASTMATH, error_model="numpy")
 def generate_tokens(forward, sample, out_ids, first, h_all, c_all, gates, x, embeddings, cell,
                     head, temperature, rng):
     """out_ids int32 [n] out: n words sampled one at a time from state (h_all[0], c_all[0])
@@ -447,7 +563,7 @@ def generate_tokens(forward, sample, out_ids, first, h_all, c_all, gates, x, emb
         out_ids[i] = word
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**KERNEL)
 def sample_softmax(h, head, temperature, rng):
     """head = (w_out [V, H], b_out [V], scratch float64 [V])."""
     w, b, scratch = head
@@ -461,7 +577,7 @@ def sample_softmax(h, head, temperature, rng):
     return categorical_sample(scratch, rng)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**KERNEL)
 def sample_hs(h, head, temperature, rng):
     """head = (w_out [V-1, H], children, codes, points, lengths, scratch float64 [1, V]).
     At temperature 1 the tree walk is exact; otherwise p^(1/temperature) over all words."""

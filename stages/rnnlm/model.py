@@ -104,7 +104,8 @@ class Workspace:
         self.d_c_init = np.zeros((B, H), f32)
         self.norms = np.zeros(T)
         self.losses = np.zeros(T * B)
-        self.probs = np.zeros((T * B, arch.vocab), f32) if arch.output == "softmax" else None
+        self.exps = np.zeros((T * B, arch.vocab), f32) if arch.output == "softmax" else None
+        self.inverse_totals = np.zeros(T * B, f32)
         self.masks = (np.zeros((T, B, arch.dim), f32), np.zeros((T, B, H), f32)) if dropout else None
 
 
@@ -157,8 +158,8 @@ class Model:
         top = work.top[rows].reshape(-1, self.arch.hidden)
         flat = targets[rows].reshape(-1)
         if self.arch.output == "softmax":
-            return cpu.softmax_forward(work.probs[:flat.size], top, self.p["w_out"],
-                                       self.p["b_out"], flat)
+            return cpu.softmax_forward(work.exps[:flat.size], work.inverse_totals[:flat.size],
+                                       top, self.p["w_out"], self.p["b_out"], flat)
         return cpu.hs_forward(work.losses[:flat.size], top, self.p["w_out"], *self.huffman, flat)
 
     def output_backward(self, work: Workspace, targets: np.ndarray, rows: slice = slice(None)):
@@ -168,8 +169,9 @@ class Model:
         d_top = work.d_h[rows].reshape(-1, self.arch.hidden)
         scale = 1.0 / flat.size
         if self.arch.output == "softmax":
-            cpu.softmax_backward(d_top, self.g["w_out"], self.g["b_out"], work.probs[:flat.size],
-                                 top, self.p["w_out"], flat, scale)
+            cpu.softmax_backward(d_top, self.g["w_out"], self.g["b_out"], work.exps[:flat.size],
+                                 work.inverse_totals[:flat.size], top, self.p["w_out"], flat,
+                                 scale)
         else:
             cpu.hs_backward(d_top, self.g["w_out"], top, self.p["w_out"], *self.huffman, flat,
                             scale)

@@ -155,22 +155,25 @@ def gru_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms,
 
 
 # ----------------------------------------------------------------------------- output layers
-def softmax_forward(probs, h, w, b, targets):
-    """probs [N, V] out: softmax(h w^T + b); returns the summed loss -log p(target)."""
+def softmax_forward(exps, inverse_totals, h, w, b, targets):
+    """exps [N, V] out: exp(logits - row max), inverse_totals [N] out: 1 / row sums, so
+    that the probabilities are exps * inverse_totals[:, None]; returns the summed loss."""
     logits = h @ w.T + b
     logits -= logits.max(axis=1, keepdims=True)
-    e = np.exp(logits)
-    probs[...] = e / e.sum(axis=1, keepdims=True)
-    return float(-np.log(probs[np.arange(targets.size), targets].astype(np.float64)).sum())
+    exps[...] = np.exp(logits)
+    totals = exps.astype(np.float64).sum(axis=1)
+    inverse_totals[...] = 1.0 / totals
+    return float((np.log(totals) - logits[np.arange(targets.size), targets]).sum())
 
 
-def softmax_backward(d_h, d_w, d_b, probs, h, w, targets, scale):
-    """Gradients of scale * summed loss. probs is consumed: it becomes dE/dlogits."""
-    probs[np.arange(targets.size), targets] -= 1
-    probs *= scale
-    d_w[...] = probs.T @ h
-    d_b[...] = probs.sum(axis=0)
-    d_h[...] = probs @ w
+def softmax_backward(d_h, d_w, d_b, exps, inverse_totals, h, w, targets, scale):
+    """Gradients of scale * summed loss: dE/dlogits = scale (P - Y). exps is consumed."""
+    d_logits = exps * inverse_totals[:, None]
+    d_logits[np.arange(targets.size), targets] -= 1
+    d_logits *= scale
+    d_w[...] = d_logits.T @ h
+    d_b[...] = d_logits.sum(axis=0)
+    d_h[...] = d_logits @ w
 
 
 def hs_path_losses(h, w, codes, points, length):

@@ -147,12 +147,12 @@ def test_softmax_backward_matches_finite_differences(module, N, Hd, V):
     scale = 1.0 / N
 
     def loss():
-        return scale * reference.softmax_forward(np.empty((N, V)), h, w, b, targets)
+        return scale * reference.softmax_forward(np.empty((N, V)), np.empty(N), h, w, b, targets)
 
-    probs = np.empty((N, V))
-    module.softmax_forward(probs, h, w, b, targets)
+    exps, inverse = np.empty((N, V)), np.empty(N)
+    module.softmax_forward(exps, inverse, h, w, b, targets)
     d_h, d_w, d_b = np.empty_like(h), np.empty_like(w), np.empty_like(b)
-    module.softmax_backward(d_h, d_w, d_b, probs, h, w, targets, scale)
+    module.softmax_backward(d_h, d_w, d_b, exps, inverse, h, w, targets, scale)
     rng = np.random.default_rng(0)
     for array, grad in ((h, d_h), (w, d_w), (b, d_b)):
         picks, numeric = numeric_gradient(loss, array, 15, rng)
@@ -162,12 +162,25 @@ def test_softmax_backward_matches_finite_differences(module, N, Hd, V):
 def test_softmax_kernel_equals_reference_and_survives_huge_logits():
     h, w, b, targets = output_problem(20, 6, 50, seed=4, dtype=np.float32)
     got, want = np.empty((20, 50), np.float32), np.empty((20, 50), np.float32)
-    loss = cpu.softmax_forward(got, h, w, b, targets)
-    assert loss == pytest.approx(reference.softmax_forward(want, h, w, b, targets), rel=1e-5)
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-5)
+    got_inverse, want_inverse = np.empty(20, np.float32), np.empty(20, np.float32)
+    loss = cpu.softmax_forward(got, got_inverse, h, w, b, targets)
+    assert loss == pytest.approx(reference.softmax_forward(want, want_inverse, h, w, b, targets),
+                                 rel=1e-5)
+    probs = got * got_inverse[:, None]
+    np.testing.assert_allclose(probs, want * want_inverse[:, None], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
     big = h * 1000                           # the target's probability underflows float32
-    assert np.isfinite(cpu.softmax_forward(got, big, w, b, targets))
+    assert np.isfinite(cpu.softmax_forward(got, got_inverse, big, w, b, targets))
+
+
+def test_float32_exp_tanh_sigmoid_are_exact_to_float32_rounding():
+    x = np.linspace(-40, 40, 200_001).astype(np.float32)
+    exp, tanh, sig = (np.empty_like(x) for _ in range(3))
+    cpu.activations_for_test(exp, tanh, sig, x)
+    x64 = x.astype(np.float64)
+    assert np.max(np.abs(exp / np.exp(x64) - 1)) < 2e-7
+    assert np.max(np.abs(tanh - np.tanh(x64)) / np.maximum(np.abs(np.tanh(x64)), 1e-30)) < 3e-7
+    assert np.max(np.abs(sig - 1 / (1 + np.exp(-x64)))) < 2e-7
 
 
 def huffman_problem(V, Hd, N, seed, dtype=np.float64, scale=0.7):

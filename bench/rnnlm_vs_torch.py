@@ -1,0 +1,118 @@
+"""RNN LM: our CPU kernels against PyTorch on the CPU, side by side on Brown.
+
+Data: ../shared/data/corpora/en-mix/brown.txt through our corpus stage (line index % 20 == 0
+test, == 1 valid, the rest train) and vocabulary stage (10,000 most frequent words), so both
+sides read the very same token streams (LM vocabulary 10,000 + <unk> + <eos>).
+Model: embeddings 128, hidden 256, B = 32, T = 35, clip_norm 0.25, SGD with lr / 4 when
+validation perplexity does not improve; lr 20 for LSTM, 1 for tanh. Ours starts from
+embeddings trained by our word2vec stage (skip-gram HS, dim 128) and fine-tunes them;
+PyTorch's embedding layer is trained from uniform(-0.1, 0.1), as in its word_language_model
+example. Threads: 2 for training, 1 for the generation latency (B = 1, temperature 1).
+
+    python bench/rnnlm_vs_torch.py [--epochs 3] [--configs tanh,lstm] [--threads 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import EN_MIX, print_table, require, scratch_dir  # noqa: E402
+from pipeline.config import CorpusConfig, RnnlmConfig, VocabConfig, Word2VecConfig  # noqa: E402
+from pipeline.store import StageDir  # noqa: E402
+from stages import corpus, vocab  # noqa: E402
+from stages.rnnlm import data, train  # noqa: E402
+from stages.rnnlm.generate import LanguageModel  # noqa: E402
+from stages.word2vec import train as word2vec_train  # noqa: E402
+
+LR = {"lstm": 20.0, "tanh": 1.0}
+
+
+def prepare(root: Path, threads: int) -> dict:
+    """Our corpus, vocabulary and word2vec stages on Brown."""
+    inputs = {}
+    corpus.run(CorpusConfig(path=(str(require(EN_MIX / "brown.txt")),), heldout_every=20), {},
+               StageDir(root / "corpus"))
+    inputs["corpus"] = root / "corpus"
+    vocab.run(VocabConfig(min_count=1, max_vocab_size=10000), inputs, StageDir(root / "vocab"))
+    inputs["vocab"] = root / "vocab"
+    word2vec_train.run(Word2VecConfig(dim=128, threads=threads), inputs,
+                       StageDir(root / "word2vec", quiet=True))
+    inputs["word2vec"] = root / "word2vec"
+    return inputs
+
+
+def ours(inputs: dict, root: Path, cell: str, output: str, epochs: int, threads: int) -> dict:
+    out = root / f"ours-{cell}-{output}"
+    cfg = RnnlmConfig(cell=cell, output=output, hidden=256, batch_size=32, bptt=35,
+                      clip_norm=0.25, lr=LR[cell], epochs=epochs, threads=threads,
+                      diagnostic_windows=0)
+    train.run(cfg, inputs, StageDir(out, quiet=True))
+    metrics = json.loads((out / "metrics.json").read_text())
+    train.set_threads(1)
+    ms = generation_ms(LanguageModel.load(out))
+    train.set_threads(threads)
+    return {"tokens_per_second": metrics["train_tokens_per_second"],
+            "test_perplexity": metrics["test_perplexity"], "generate_ms": ms}
+
+
+def generation_ms(lm: LanguageModel, words: int = 3000) -> float:
+    lm.generate(10, seed=1)                      # compile
+    start = time.perf_counter()
+    lm.generate(words, seed=2)
+    return 1000 * (time.perf_counter() - start) / words
+
+
+def lm_streams(inputs: dict) -> tuple[dict, int]:
+    lm = data.lm_vocabulary(vocab.load_vocab(inputs["vocab"])[0], 0)
+    streams = {s: data.lm_stream(*corpus.load_split(inputs["corpus"], s), lm)
+               for s in ("train", "valid", "test")}
+    return streams, lm.size
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--configs", default="tanh,lstm", help="cells, comma-separated")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    root = scratch_dir()
+    train.set_threads(args.threads)
+    inputs = prepare(root, args.threads)
+    streams, V = lm_streams(inputs)
+    from bench import torch_lm                    # the PyTorch side
+    rows = []
+    for cell in args.configs.split(","):
+        for output, peer in (("softmax", "softmax"), ("hs", "adaptive")):
+            mine = ours(inputs, root, cell, output, args.epochs, args.threads)
+            theirs = torch_lm.run(cell, peer, streams, V, args.epochs, LR[cell], args.threads)
+            rows.append(row(cell, output, peer, mine, theirs))
+            print_table(HEADER, rows[-1:])
+            sys.stdout.flush()
+    print(f"\nBrown, V = {V}, {args.epochs} epoch(s), {args.threads} threads; generation on 1 thread")
+    print_table(HEADER, rows)
+
+
+HEADER = ["cell", "ours", "torch", "ours tok/s", "torch tok/s", "speed", "ours test ppl",
+          "torch test ppl", "ppl ratio", "ours ms/token", "torch ms/token", "latency"]
+
+
+def row(cell, output, peer, mine, theirs) -> list:
+    return [cell, output, peer, f"{mine['tokens_per_second']:.0f}",
+            f"{theirs['tokens_per_second']:.0f}",
+            f"{mine['tokens_per_second'] / theirs['tokens_per_second']:.2f}x",
+            f"{mine['test_perplexity']:.1f}", f"{theirs['test_perplexity']:.1f}",
+            f"{mine['test_perplexity'] / theirs['test_perplexity']:.3f}",
+            f"{mine['generate_ms']:.4f}", f"{theirs['generate_ms']:.4f}",
+            f"{theirs['generate_ms'] / mine['generate_ms']:.1f}x"]
+
+
+if __name__ == "__main__":
+    main()
