@@ -1,5 +1,10 @@
 """Shared test helpers. Tests write only into tmp_path and seed their own generators."""
+import os
 from pathlib import Path
+
+# CUDA kernels run under Numba's simulator in the tests (read when numba is first imported,
+# which is after this file). The PTX tests compile for a real GPU in a child process.
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
 import pytest
 

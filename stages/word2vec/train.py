@@ -31,11 +31,29 @@ def resolve_threads(requested: int) -> int:
     return available if requested == 0 else requested
 
 
+def cuda_problem() -> str | None:
+    """Why the CUDA kernels cannot run here (None: they can)."""
+    try:
+        from numba import cuda
+    except ImportError:
+        return "numba-cuda is not installed (pip install '.[cuda]')"
+    if not cuda.is_available():
+        return "no usable NVIDIA GPU or driver was found"
+    return None
+
+
 def choose_device(device: str) -> str:
-    """Only the CPU kernels exist in this version: 'cuda' is an error, 'auto' picks cpu."""
+    """'cuda' without a usable GPU is an error at start; 'auto' takes the GPU if there is
+    one (the stage's summary and metrics say which it chose)."""
+    if device == "cpu":
+        return "cpu"
+    problem = cuda_problem()
+    if problem is None and numba.config.ENABLE_CUDASIM:
+        problem = "NUMBA_ENABLE_CUDASIM=1 (the simulator is for kernel tests, far too slow to train)"
+    if problem is None:
+        return "cuda"
     if device == "cuda":
-        raise InputError("word2vec.device = 'cuda': this version has no CUDA kernels; "
-                         "use 'cpu' (or 'auto')")
+        raise InputError(f"word2vec.device = 'cuda' but {problem}; use 'cpu' or 'auto'")
     return "cpu"
 
 
@@ -105,6 +123,51 @@ class Trainer:
                 f"lower word2vec.alpha (now {self.alpha})")
 
 
+class CudaTrainer(Trainer):
+    """The same schedule on the GPU: corpus, tables and weights stay on the device; each
+    chunk is one launch over `threads` workers (warps); the weights come back to the host
+    after each chunk for the finiteness check and the checkpoints."""
+
+    def __init__(self, cfg, tokens, offsets, counts, huffman, threads: int):
+        from numba import cuda
+        from stages.word2vec import cuda as kernels
+        super().__init__(cfg, tokens, offsets, counts, huffman, threads)
+        self.cuda, self.kernels = cuda, kernels
+        self.device = {name: cuda.to_device(np.ascontiguousarray(a)) for name, a in
+                       (("tokens", tokens), ("offsets", offsets), ("keep", self.keep))}
+        self.device_head = tuple(cuda.to_device(a) if isinstance(a, np.ndarray) else a
+                                 for a in self.head)
+        longest = int(np.diff(offsets).max()) if offsets.size > 1 else 1
+        self.scratch = cuda.device_array((threads, max(longest, 1)), np.int32)
+        self.weights_on_device = None
+
+    def run_chunk(self, state: dict, first: int, last: int) -> None:
+        cuda, cfg, epoch = self.cuda, self.cfg, int(state["epoch"])
+        if self.weights_on_device is None:     # uploaded once; the host copy follows them
+            self.weights_on_device = {k: cuda.to_device(state[k]) for k in ("vectors", "weights")}
+        # counters are reset between epochs on the host: small, so sent with every chunk
+        live = {**self.weights_on_device,
+                **{k: cuda.to_device(state[k]) for k in ("counters", "rng_states")}}
+        bounds = cuda.to_device(thread_bounds(self.offsets, first, last, self.threads))
+        common = (self.step, live["vectors"], live["weights"], live["counters"],
+                  self.device["tokens"], self.device["offsets"], bounds, self.device["keep"],
+                  self.device_head, self.hot_start, cfg.window)
+        schedule = (self.alpha, self.alpha * cfg.min_alpha_ratio, epoch * self.tokens.size,
+                    self.total, live["rng_states"], self.scratch)
+        if cfg.model == "skipgram":
+            self.kernels.skipgram(*common, *schedule)
+        else:
+            self.kernels.cbow(*common, cfg.cbow_mean, *schedule)
+        for name, array in live.items():
+            array.copy_to_host(state[name])
+
+
+def cuda_workers() -> int:
+    """Warps in flight: 16 per multiprocessor keeps every SM busy while warps wait on memory."""
+    from numba import cuda
+    return cuda.get_current_device().MULTIPROCESSOR_COUNT * 16
+
+
 def save_checkpoint(out, state: dict, fingerprint: str) -> None:
     out.save_npz(CHECKPOINT, fingerprint=np.array(fingerprint), **state)
 
@@ -123,9 +186,12 @@ def run(cfg, inputs, out) -> dict:
     device = choose_device(cfg.device)
     words, counts = vocab.load_vocab(inputs["vocab"])
     tokens, offsets = corpus.load_split(inputs["corpus"], "train")
-    threads = resolve_threads(cfg.threads)
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    trainer = Trainer(cfg, tokens, offsets, counts, vocab.load_huffman(inputs["vocab"]), threads)
+    if device == "cuda":
+        threads, trainer_class = cfg.threads or cuda_workers(), CudaTrainer
+    else:
+        threads, trainer_class = resolve_threads(cfg.threads), Trainer
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    trainer = trainer_class(cfg, tokens, offsets, counts, vocab.load_huffman(inputs["vocab"]), threads)
     identity = repr((asdict(cfg), tokens.size, len(words), out.fingerprint))
     state = load_checkpoint(out, identity, threads)
     if state is None:

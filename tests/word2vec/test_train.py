@@ -56,9 +56,15 @@ def test_a_too_large_learning_rate_stops_with_advice(prepared, tmp_path):
         train_once(prepared, tmp_path, alpha=1e30, model="cbow", loss="ns", cbow_mean=False)
 
 
-def test_cuda_without_kernels_is_a_clear_error(prepared, tmp_path):
-    with pytest.raises(InputError, match="device = 'cuda'"):
+def test_cuda_without_a_usable_gpu_is_a_clear_error(prepared, tmp_path):
+    """Here no GPU (or only the simulator, which is for kernel tests) is usable."""
+    with pytest.raises(InputError, match="device = 'cuda' but"):
         train_once(prepared, tmp_path, device="cuda")
+
+
+def test_auto_device_falls_back_to_the_cpu_and_says_so(prepared, tmp_path):
+    _, metrics = train_once(prepared, tmp_path, device="auto", epochs=1)
+    assert metrics["device"] == "cpu"
 
 
 def test_killed_run_resumes_from_its_checkpoint_to_the_same_vectors(prepared, tmp_path, monkeypatch):

@@ -1,0 +1,159 @@
+"""CUDA kernels on a real GPU: checked against the CPU kernels, then timed beside them.
+
+1. Check: on the first 500 sentences of the corpus, one GPU worker against one CPU
+   thread (same random draws): the largest difference of the trained vectors.
+2. Time word2vec (skip-gram + HS, CBOW + HS, skip-gram + NS; dim 100, window 5, min_count 5,
+   sample 1e-3, 5 epochs) on the GPU and on every CPU core of the same machine, with
+   questions-words analogy accuracy for both.
+
+    python bench/gpu.py --data DIR [--epochs 5] [--configs sg-hs,cbow-hs,sg-ns]
+
+DIR holds the corpus text files (en-mix) and questions-words.txt; by default
+../shared/data/corpora/en-mix and ../shared/data/eval.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+# numba-cuda 0.30 registers an overload for np.row_stack, which NumPy 2.5 removed
+if not hasattr(np, "row_stack"):
+    np.row_stack = np.vstack
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import EN_MIX, SHARED_DATA, print_table, scratch_dir  # noqa: E402
+from pipeline.config import CorpusConfig, VocabConfig, Word2VecConfig  # noqa: E402
+from pipeline.store import StageDir  # noqa: E402
+from stages import corpus, evaluate, vocab  # noqa: E402
+from stages.vectors import Vectors  # noqa: E402
+from stages.word2vec import cpu, train  # noqa: E402
+from stages.word2vec.rng import seed_states  # noqa: E402
+
+CONFIGS = {"sg-hs": ("skipgram", "hs"), "cbow-hs": ("cbow", "hs"), "sg-ns": ("skipgram", "ns"),
+           "cbow-ns": ("cbow", "ns")}
+
+
+def prepare(root: Path, texts: list[Path]) -> dict:
+    corpus.run(CorpusConfig(path=tuple(map(str, texts)), heldout_every=0), {},
+               StageDir(root / "corpus", quiet=True))
+    vocab.run(VocabConfig(min_count=5), {"corpus": root / "corpus"}, StageDir(root / "vocab", quiet=True))
+    return {"corpus": root / "corpus", "vocab": root / "vocab"}
+
+
+def check_against_cpu(inputs: dict, model: str, loss: str, sentences: int = 500) -> float:
+    """Largest |GPU - CPU| of the vectors after one pass, one worker vs one thread."""
+    from numba import cuda
+    from stages.word2vec import cuda as kernels
+    tokens, offsets = corpus.load_split(inputs["corpus"], "train")
+    offsets = offsets[:sentences + 1]
+    counts = vocab.load_vocab(inputs["vocab"])[1]
+    cfg = Word2VecConfig(model=model, loss=loss, dim=100)
+    trainer = train.Trainer(cfg, tokens, offsets, counts, vocab.load_huffman(inputs["vocab"]), 1)
+    start = train.initial_state(cfg, counts.size, trainer.output_rows, 1)
+    start["weights"] = np.random.default_rng(0).normal(0, 0.1, start["weights"].shape).astype(np.float32)
+    bounds = np.array([0, sentences], dtype=np.int64)
+    results = []
+    for module in (cpu, kernels):
+        v, w = start["vectors"].copy(), start["weights"].copy()
+        counters, states = np.zeros((1, cpu.COUNTERS)), seed_states(7, 1)
+        if module is kernels:
+            longest = int(np.diff(offsets).max())
+            dv, dw, dc, ds = (cuda.to_device(a) for a in (v, w, counters, states))
+            head = tuple(cuda.to_device(a) if isinstance(a, np.ndarray) else a for a in trainer.head)
+            args = (trainer.step, dv, dw, dc, cuda.to_device(tokens[:offsets[-1]]),
+                    cuda.to_device(offsets), cuda.to_device(bounds), cuda.to_device(trainer.keep),
+                    head, 0, 5)
+            tail = (trainer.alpha, trainer.alpha * 1e-4, 0, offsets[-1], ds,
+                    cuda.device_array((1, longest), np.int32))
+        else:
+            args = (trainer.step, v, w, counters, tokens, offsets, bounds, trainer.keep,
+                    trainer.head, 0, 5)
+            tail = (trainer.alpha, trainer.alpha * 1e-4, 0, offsets[-1], states)
+        call = module.skipgram if model == "skipgram" else module.cbow
+        if model == "skipgram":
+            call(*args, *tail)
+        else:
+            call(*args, True, *tail)
+        if module is kernels:
+            v = dv.copy_to_host()
+        results.append(v)
+    return float(np.abs(results[0] - results[1]).max())
+
+
+def train_and_score(inputs: dict, root: Path, name: str, device: str, epochs: int,
+                    questions: Path, workers: int = 0) -> dict:
+    model, loss = CONFIGS[name]
+    out = root / f"{name}-{device}"
+    cfg = Word2VecConfig(model=model, loss=loss, epochs=epochs, device=device, seed=1,
+                         threads=workers,
+                         chunk_words=5_000_000 if device == "cuda" else 1_000_000)
+    train.run(cfg, inputs, StageDir(out, quiet=True, fingerprint="bench"))
+    metrics = json.loads((out / "metrics.json").read_text())
+    vectors = Vectors.load(out / "vectors.bin")
+    accuracy = evaluate.evaluate_analogies(vectors, evaluate.read_analogies(questions), 30000, True)
+    return {"words_per_second": metrics["raw_words_per_second"], "seconds": metrics["seconds"],
+            "analogy": accuracy["analogy_accuracy"], "threads": metrics["threads"]}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=None)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--configs", default="sg-hs,cbow-hs,sg-ns")
+    parser.add_argument("--workers-per-sm", default="16",
+                        help="GPU workers (blocks) per multiprocessor, comma-separated to compare")
+    parser.add_argument("--gpu-only", action="store_true", help="skip the checks and the CPU runs")
+    args = parser.parse_args()
+    texts_dir = args.data or EN_MIX
+    questions = (args.data / "questions-words.txt" if args.data
+                 else SHARED_DATA / "eval" / "questions-words.txt")
+    texts = sorted(p for p in texts_dir.iterdir() if p.is_file() and p.name != "questions-words.txt")
+    from numba import cuda
+    device = cuda.get_current_device()
+    print(f"GPU: {device.name.decode() if isinstance(device.name, bytes) else device.name}, "
+          f"{device.MULTIPROCESSOR_COUNT} SMs; CPU threads: {len(os.sched_getaffinity(0))}")
+    root = scratch_dir()
+    clock = time.perf_counter()
+    inputs = prepare(root, texts)
+    print(f"corpus + vocabulary: {time.perf_counter() - clock:.1f} s")
+    for name in [] if args.gpu_only else args.configs.split(","):
+        print(f"check {name}: max |GPU - CPU| of the vectors after one worker's pass = "
+              f"{check_against_cpu(inputs, *CONFIGS[name]):.2e}", flush=True)
+    for per_sm in map(int, args.workers_per_sm.split(",")):
+        workers = per_sm * device.MULTIPROCESSOR_COUNT
+        print(f"\n{workers} GPU workers ({per_sm} per SM)")
+        compare(inputs, root, args, questions, workers)
+
+
+def compare(inputs, root, args, questions, workers):
+    rows = []
+    for name in args.configs.split(","):
+        train_and_score(inputs, root, name, "cuda", 1, questions, workers)    # compiles
+        gpu = train_and_score(inputs, root, name, "cuda", args.epochs, questions, workers)
+        if args.gpu_only:
+            print(f"{name}: GPU {gpu['words_per_second'] / 1e6:.2f} Mw/s, analogy "
+                  f"{100 * gpu['analogy']:.1f}%", flush=True)
+            continue
+        train_and_score(inputs, root, name, "cpu", 1, questions)
+        host = train_and_score(inputs, root, name, "cpu", args.epochs, questions)
+        rows.append([name, f"{gpu['words_per_second'] / 1e6:.2f}", f"{host['words_per_second'] / 1e6:.2f}",
+                     f"{gpu['words_per_second'] / host['words_per_second']:.1f}x",
+                     f"{100 * gpu['analogy']:.1f}", f"{100 * host['analogy']:.1f}",
+                     f"{100 * (gpu['analogy'] - host['analogy']):+.1f}", host["threads"]])
+        print(rows[-1], flush=True)
+    if not rows:
+        return
+    print(f"\nword2vec, {args.epochs} epochs, raw words/s in millions")
+    print_table(["config", "GPU Mw/s", "CPU Mw/s", "GPU/CPU", "GPU analogy %", "CPU analogy %",
+                 "diff", "CPU threads"], rows)
+
+
+if __name__ == "__main__":
+    main()
