@@ -102,6 +102,44 @@ def train_and_score(inputs: dict, root: Path, name: str, device: str, epochs: in
             "analogy": accuracy["analogy_accuracy"], "threads": metrics["threads"]}
 
 
+def rnnlm_step(cell: str, output: str, windows: int = 20) -> dict:
+    """Tokens/s of one training window (forward, backward, clipping, SGD; B 32, T 35,
+    V 10,002, D 128, H 256; random ids) with the CPU kernels on every core and on the GPU,
+    and the largest gradient difference between the two on the first window."""
+    from numba import cuda
+    from stages.rnnlm import cpu as lm_cpu, data
+    from stages.rnnlm.device import DeviceModel
+    from stages.rnnlm.model import Architecture, Model, flat_size, initialise, parameter_shapes
+    from stages.rnnlm.train import set_threads
+    set_threads(0)
+    V, rng = 10002, np.random.default_rng(0)
+    arch = Architecture(cell, output, V, 128, 256, True)
+    huffman = data.lm_huffman((1e7 / np.arange(1, V + 1)).astype(np.int64)) if output == "hs" else None
+    model = Model(arch, np.zeros(flat_size(parameter_shapes(arch)), np.float32), None, huffman)
+    initialise(model.p, arch, rng)
+    model.p["embeddings"][...] = rng.normal(0, 0.3, (V, 128))
+    device = DeviceModel(model)
+    batches = [(rng.integers(0, V, (35, 32)), rng.integers(0, V, (35, 32))) for _ in range(windows)]
+    model.train_window(*batches[0], model.initial_state(32), True)
+    device.train_window(*batches[0], device.initial_state(32), True)
+    difference = float(np.abs(device.grads.copy_to_host() - model.grads).max())
+    scale = float(np.abs(model.grads).max())
+    rates = {}
+    for name, runner, state in (("cpu", model, model.initial_state(32)),
+                                ("gpu", device, device.initial_state(32))):
+        clock = time.perf_counter()
+        for ids, targets in batches:
+            _, state = runner.train_window(ids, targets, state, False)
+            if name == "cpu":
+                lm_cpu.clip_global_norm(model.grads, 0.25)
+                lm_cpu.sgd_step(model.params, model.grads, np.float32(1.0))
+            else:
+                device.step(0.25, 1.0)
+        cuda.synchronize()
+        rates[name] = windows * 35 * 32 / (time.perf_counter() - clock)
+    return {**rates, "max_gradient_difference": difference, "largest_gradient": scale}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=None)
@@ -110,7 +148,12 @@ def main():
     parser.add_argument("--workers-per-sm", default="16",
                         help="GPU workers (blocks) per multiprocessor, comma-separated to compare")
     parser.add_argument("--gpu-only", action="store_true", help="skip the checks and the CPU runs")
+    parser.add_argument("--rnnlm-only", action="store_true", help="only the RNN LM step timing")
     args = parser.parse_args()
+    if args.rnnlm_only:
+        for cell, output in (("lstm", "softmax"), ("lstm", "hs"), ("tanh", "hs")):
+            print(f"rnnlm {cell}/{output}: {rnnlm_step(cell, output)}", flush=True)
+        return
     texts_dir = args.data or EN_MIX
     questions = (args.data / "questions-words.txt" if args.data
                  else SHARED_DATA / "eval" / "questions-words.txt")

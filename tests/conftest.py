@@ -6,10 +6,28 @@ from pathlib import Path
 # which is after this file). The PTX tests compile for a real GPU in a child process.
 os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
-import pytest
+import numpy as np  # noqa: E402  (after the variable; NumPy itself does not read it)
+import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def central_differences(function, array, picks=None, eps=1e-6):
+    """(f(x + eps e_k) - f(x - eps e_k)) / (2 eps) for the flat indices `picks` of `array`
+    (all of them if None), changing `array` in place and restoring it; same shape as picks."""
+    flat = array.reshape(-1)
+    picks = np.arange(flat.size) if picks is None else np.asarray(picks)
+    estimates = np.empty(picks.size)
+    for i, k in enumerate(picks):
+        saved = flat[k]
+        flat[k] = saved + eps
+        plus = function()
+        flat[k] = saved - eps
+        minus = function()
+        flat[k] = saved
+        estimates[i] = (plus - minus) / (2 * eps)
+    return estimates
 
 
 def write_lines(path: Path, lines) -> Path:

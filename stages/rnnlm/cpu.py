@@ -7,107 +7,17 @@ sequential in time. The backward passes store the gate gradients of the window a
 weight gradients with one product each after the time loop. Elementwise loops are plain
 Python loops that Numba compiles; the kernels work in float32 (training) and float64
 (gradient checks) alike.
-
-exp, tanh and sigmoid: in float32 a polynomial exp (Cephes' expf: range reduction by ln 2,
-degree-6 polynomial, the power of two put straight into the exponent bits) that LLVM
-vectorises; without it (no SVML here) each exp is a libm call, and the softmax's 11 million
-exps per window cost as much as its three matrix products. Relative error below 1e-7, i.e.
-float32 rounding (a test checks it). In float64 the library functions are used, so the
-gradient checks run at full precision.
+Activations (exp_, tanh_, sigmoid) come from activations.py: vectorisable in float32, the
+library functions in float64. The generation kernels are in sampling.py.
 """
 import math
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, prange, types
-from numba.extending import intrinsic, overload
+from numba import njit, prange
 
-from stages.word2vec.cpu import FASTMATH, logistic_step
+from stages.rnnlm.activations import KERNEL, exp_, sigmoid, tanh_
+from stages.word2vec.cpu import logistic_step
 from stages.word2vec.rng import uniform
-
-# error_model "numpy": no ZeroDivisionError check on every division, which would stop LLVM
-# from vectorising the activation loops (a division by zero gives inf, which the training
-# loop's finiteness check reports)
-KERNEL = {"cache": True, "fastmath": FASTMATH, "error_model": "numpy"}
-_LOG2E = np.float32(1.4426950408889634)
-_LN2_HI, _LN2_LO = np.float32(0.693359375), np.float32(-2.12194440e-4)
-_EXP_POLY = tuple(np.float32(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
-                                          4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1))
-# below this |x|, tanh's odd series to x^5 is exact in float32 (and 1 - 2/(e^2x + 1) is not)
-_TANH_SERIES_BELOW = np.float32(0.0625)
-
-
-@intrinsic
-def bits_to_float32(typingctx, bits):
-    """Reinterpret an int32's bits as a float32 (a plain bitcast LLVM can vectorise)."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-    return types.float32(types.int32), codegen
-
-
-@njit(**KERNEL, inline="always")
-def exp32(x):
-    x = min(max(x, np.float32(-87.0)), np.float32(88.0))
-    k = math.floor(x * _LOG2E + np.float32(0.5))
-    r = x - k * _LN2_HI - k * _LN2_LO
-    p = _EXP_POLY[0]
-    for c in _EXP_POLY[1:]:
-        p = p * r + c
-    p = p * r * r + r + np.float32(1.0)
-    return p * bits_to_float32((np.int32(k) + np.int32(127)) << np.int32(23))
-
-
-@njit(**KERNEL, inline="always")
-def tanh32(x):
-    a = abs(x)
-    if a < _TANH_SERIES_BELOW:
-        x2 = x * x
-        return x * (np.float32(1.0) + x2 * (np.float32(-1.0 / 3.0) + x2 * np.float32(2.0 / 15.0)))
-    t = np.float32(1.0) - np.float32(2.0) / (exp32(np.float32(2.0) * a) + np.float32(1.0))
-    return t if x > 0 else -t
-
-
-def exp_(x):
-    return math.exp(x)
-
-
-def tanh_(x):
-    return math.tanh(x)
-
-
-def sigmoid(x):
-    return 1.0 / (1.0 + math.exp(-x))
-
-
-@overload(exp_, jit_options={"fastmath": FASTMATH, "error_model": "numpy"})
-def _exp_for(x):
-    if x == types.float32:
-        return lambda x: exp32(x)
-    return lambda x: math.exp(x)
-
-
-@overload(tanh_, jit_options={"fastmath": FASTMATH, "error_model": "numpy"})
-def _tanh_for(x):
-    if x == types.float32:
-        return lambda x: tanh32(x)
-    return lambda x: math.tanh(x)
-
-
-@overload(sigmoid, jit_options={"fastmath": FASTMATH, "error_model": "numpy"})
-def _sigmoid_for(x):
-    if x == types.float32:
-        return lambda x: np.float32(1.0) / (np.float32(1.0) + exp32(-x))
-    return lambda x: 1.0 / (1.0 + math.exp(-x))
-
-
-@njit(**KERNEL)
-def activations_for_test(exp, tanh, sigmoid_out, x):
-    """exp_, tanh_ and sigmoid over an array (the float32 paths, for tests)."""
-    for k in range(x.shape[0]):
-        exp[k] = exp_(x[k])
-        tanh[k] = tanh_(x[k])
-        sigmoid_out[k] = sigmoid(x[k])
-
 
 @njit(**KERNEL)
 def stream_norms(d):
@@ -499,92 +409,3 @@ def dropout_mask(mask, keep, rng):
     flat = mask.reshape(-1)
     for k in range(flat.shape[0]):
         flat[k] = 1.0 / keep if uniform(rng) < keep else 0.0
-
-
-# ---------------------------------------------------------------------------- generation
-@njit(cache=True)
-def hs_children(codes, points, lengths):
-    """children int32 [V-1, 2]: the node reached from each inner node by code bit 0 or 1;
-    >= 0 another inner node, < 0 the leaf of word -(value + 1). The root is node V - 2."""
-    V = lengths.shape[0]
-    children = np.zeros((max(V - 1, 1), 2), dtype=np.int32)
-    for word in range(V):
-        n = lengths[word]
-        for j in range(n):
-            child = points[word, j + 1] if j + 1 < n else -(word + 1)
-            children[points[word, j], codes[word, j]] = child
-    return children
-
-
-@njit(**KERNEL)
-def hs_sample(h, w, children, rng):
-    """Draw a word from the HS distribution by walking down from the root: each node is a
-    coin with p(code 0) = sigma(h . w_node). O(L H) per draw instead of O(V H)."""
-    node = w.shape[0] - 1
-    while True:
-        f = 0.0
-        for k in range(h.shape[0]):
-            f += np.float64(h[k]) * w[node, k]
-        nxt = children[node, 0] if uniform(rng) < sigmoid(f) else children[node, 1]
-        if nxt < 0:
-            return -nxt - 1
-        node = nxt
-
-
-@njit(**KERNEL)
-def categorical_sample(probs, rng):
-    """Draw an index from unnormalised non-negative weights."""
-    total = 0.0
-    for k in range(probs.shape[0]):
-        total += probs[k]
-    u, acc = uniform(rng) * total, 0.0
-    for k in range(probs.shape[0]):
-        acc += probs[k]
-        if u < acc:
-            return k
-    return probs.shape[0] - 1
-
-
-@njit(fastmath=FASTMATH, error_model="numpy")
-def generate_tokens(forward, sample, out_ids, first, h_all, c_all, gates, x, embeddings, cell,
-                    head, temperature, rng):
-    """out_ids int32 [n] out: n words sampled one at a time from state (h_all[0], c_all[0])
-    after feeding `first`; the state is left after the last word. forward: a cell's
-    forward kernel with T = B = 1 buffers; sample(h, head, temperature, rng) draws a word.
-    One call generates everything, so no Python runs between tokens."""
-    w_x, w_h, b_x, b_h = cell
-    word = first
-    for i in range(out_ids.shape[0]):
-        x[0, 0] = embeddings[word]
-        forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h)
-        h_all[0] = h_all[1]
-        c_all[0] = c_all[1]
-        word = sample(h_all[1, 0], head, temperature, rng)
-        out_ids[i] = word
-
-
-@njit(**KERNEL)
-def sample_softmax(h, head, temperature, rng):
-    """head = (w_out [V, H], b_out [V], scratch float64 [V])."""
-    w, b, scratch = head
-    logits = np.dot(w, h)               # BLAS matrix-vector product
-    top = -np.inf
-    for k in range(w.shape[0]):
-        scratch[k] = (np.float64(logits[k]) + b[k]) / temperature
-        top = max(top, scratch[k])
-    for k in range(w.shape[0]):
-        scratch[k] = math.exp(scratch[k] - top)
-    return categorical_sample(scratch, rng)
-
-
-@njit(**KERNEL)
-def sample_hs(h, head, temperature, rng):
-    """head = (w_out [V-1, H], children, codes, points, lengths, scratch float64 [1, V]).
-    At temperature 1 the tree walk is exact; otherwise p^(1/temperature) over all words."""
-    w, children, codes, points, lengths, scratch = head
-    if temperature == 1.0:
-        return hs_sample(h, w, children, rng)
-    for word in range(lengths.shape[0]):
-        scratch[0, word] = math.exp(-hs_path_loss(h, w, codes[word], points[word], lengths[word])
-                                    / temperature)
-    return categorical_sample(scratch[0], rng)

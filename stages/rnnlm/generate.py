@@ -13,7 +13,7 @@ import numpy as np
 from pipeline.store import load_npz
 from stages import corpus
 from stages.errors import InputError
-from stages.rnnlm import cpu, data
+from stages.rnnlm import cpu, data, sampling
 from stages.rnnlm.model import Architecture, Model, flat_size, parameter_shapes
 from stages.word2vec.rng import seed_states
 
@@ -23,7 +23,7 @@ class LanguageModel:
 
     def __init__(self, model: Model, lm: data.LmVocabulary):
         self.model, self.lm = model, lm
-        self.children = (cpu.hs_children(*model.huffman) if model.huffman is not None else None)
+        self.children = (sampling.hs_children(*model.huffman) if model.huffman is not None else None)
 
     @classmethod
     def load(cls, rnnlm_dir: Path) -> "LanguageModel":
@@ -96,7 +96,7 @@ class LanguageModel:
         out = np.zeros(count, np.int32)
         cell = (model.p["w_x"], model.p["w_h"], model.p["b_x"], model.p["b_h"])
         sample, head = self.sampler()
-        cpu.generate_tokens(model.forward_cell, sample, out, first, work.h_all, work.c_all,
+        sampling.generate_tokens(model.forward_cell, sample, out, first, work.h_all, work.c_all,
                             work.gates, work.x, model.embeddings, cell, head, float(temperature),
                             seed_states(seed, 1))
         return out
@@ -105,8 +105,8 @@ class LanguageModel:
         """(sample function, its head arrays) for generate_tokens."""
         p, V = self.model.p, self.lm.size
         if self.model.arch.output == "hs":
-            return cpu.sample_hs, (p["w_out"], self.children, *self.model.huffman, np.zeros((1, V)))
-        return cpu.sample_softmax, (p["w_out"], p["b_out"], np.zeros(V))
+            return sampling.sample_hs, (p["w_out"], self.children, *self.model.huffman, np.zeros((1, V)))
+        return sampling.sample_softmax, (p["w_out"], p["b_out"], np.zeros(V))
 
     def score(self, path: Path, bptt: int = 64) -> tuple[float, int]:
         """(perplexity, tokens) of a text file: one sentence per line, `<eos>` after each."""

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from stages import vocab
-from stages.rnnlm import cpu, reference
+from stages.rnnlm import activations, cpu, reference
+from tests.conftest import central_differences
 
 CELLS = {"tanh": 1, "relu": 1, "lstm": 4, "gru": 3}
 GATE_STORE = {"tanh": 1, "relu": 1, "lstm": 4, "gru": 4}
@@ -58,20 +59,9 @@ def run_backward(module, cell, p):
 
 
 def numeric_gradient(f, array, count, rng):
-    """Central differences of f at `count` random entries of `array` (changed in place and
-    restored)."""
-    flat = array.reshape(-1)
-    picks = rng.choice(flat.size, size=min(count, flat.size), replace=False)
-    estimates = []
-    for k in picks:
-        saved = flat[k]
-        flat[k] = saved + EPS
-        up = f()
-        flat[k] = saved - EPS
-        down = f()
-        flat[k] = saved
-        estimates.append((up - down) / (2 * EPS))
-    return picks, np.array(estimates)
+    """Central differences of f at `count` random entries of `array`: (picks, estimates)."""
+    picks = rng.choice(array.size, size=min(count, array.size), replace=False)
+    return picks, central_differences(f, array, picks, EPS)
 
 
 @pytest.mark.parametrize("cell", sorted(CELLS))
@@ -176,7 +166,7 @@ def test_softmax_kernel_equals_reference_and_survives_huge_logits():
 def test_float32_exp_tanh_sigmoid_are_exact_to_float32_rounding():
     x = np.linspace(-40, 40, 200_001).astype(np.float32)
     exp, tanh, sig = (np.empty_like(x) for _ in range(3))
-    cpu.activations_for_test(exp, tanh, sig, x)
+    activations.activations_for_test(exp, tanh, sig, x)
     x64 = x.astype(np.float64)
     assert np.max(np.abs(exp / np.exp(x64) - 1)) < 2e-7
     assert np.max(np.abs(tanh - np.tanh(x64)) / np.maximum(np.abs(np.tanh(x64)), 1e-30)) < 3e-7

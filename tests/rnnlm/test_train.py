@@ -10,12 +10,13 @@ from pipeline.config import CorpusConfig, RnnlmConfig, VocabConfig, Word2VecConf
 from pipeline.store import StageDir
 from stages import corpus, vocab
 from stages.errors import InputError, TrainingDiverged
-from stages.rnnlm import cpu, data, train
+from stages.rnnlm import cpu, data, sampling, train
 from stages.rnnlm.generate import LanguageModel
 from stages.rnnlm.model import (Architecture, Model, Optimiser, flat_size, initialise,
                                 parameter_shapes)
 from stages.vectors import Vectors
 from stages.word2vec import train as word2vec_train
+from tests.conftest import central_differences
 
 
 @pytest.fixture(scope="module")
@@ -68,16 +69,10 @@ def test_whole_window_gradient_matches_finite_differences(cell, output):
         return model.evaluate_window(ids, targets, model.initial_state(3))[0] / targets.size
 
     picks = rng.choice(model.params.size, 40, replace=False)
-    for k in picks:
-        saved = model.params[k]
-        model.params[k] = saved + 1e-6
-        up = mean_loss()
-        model.params[k] = saved - 1e-6
-        down = mean_loss()
-        model.params[k] = saved
-        # HS steps run in float32 (word2vec's node step): looser there
-        tolerance = 1e-4 if output == "hs" else 1e-6
-        assert analytic[k] == pytest.approx((up - down) / 2e-6, rel=tolerance, abs=1e-7), k
+    numeric = central_differences(mean_loss, model.params, picks)
+    # HS steps run in float32 (word2vec's node step): looser there
+    tolerance = 1e-4 if output == "hs" else 1e-6
+    np.testing.assert_allclose(analytic[picks], numeric, rtol=tolerance, atol=1e-7)
 
 
 def test_an_rnn_learns_a_deterministic_sequence_to_near_zero_loss():
@@ -193,13 +188,13 @@ def test_lm_vocabulary_uses_a_literal_unk_and_appends_eos():
 def test_generation_helpers_sample_the_model_distribution():
     """The HS tree walk draws words with the probabilities the model assigns."""
     model = small_model("gru", "hs", V=6, dtype=np.float32)
-    children = cpu.hs_children(*model.huffman)
+    children = sampling.hs_children(*model.huffman)
     h = np.random.default_rng(2).normal(size=4).astype(np.float32)
     probs = np.zeros((1, 6))
     cpu.hs_word_probabilities(probs, h[None, :].astype(np.float64),
                               model.p["w_out"].astype(np.float64), *model.huffman)
     state = np.array([7], np.uint64)
-    draws = np.bincount([cpu.hs_sample(h, model.p["w_out"], children, state)
+    draws = np.bincount([sampling.hs_sample(h, model.p["w_out"], children, state)
                          for _ in range(20000)], minlength=6) / 20000
     np.testing.assert_allclose(draws, probs[0], atol=0.015)
 

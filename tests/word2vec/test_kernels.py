@@ -6,6 +6,7 @@ import pytest
 from stages import vocab
 from stages.word2vec import cpu, reference
 from stages.word2vec import rng as rngmod
+from tests.conftest import central_differences
 
 KERNELS = [("skipgram", "hs_step"), ("skipgram", "ns_step"), ("cbow", "hs_step"), ("cbow", "ns_step")]
 
@@ -86,17 +87,8 @@ def test_one_hierarchical_softmax_node_by_hand():
     assert loss == pytest.approx(-np.log(0.6224593), rel=1e-6)
 
 
-def central_difference(function, x, eps=1e-6):
-    grad = np.zeros_like(x)
-    for index in np.ndindex(x.shape):
-        saved = x[index]
-        x[index] = saved + eps
-        plus = function()
-        x[index] = saved - eps
-        minus = function()
-        x[index] = saved
-        grad[index] = (plus - minus) / (2 * eps)
-    return grad
+def central_difference(function, x):
+    return central_differences(function, x).reshape(x.shape)
 
 
 @pytest.mark.parametrize("D, nodes", [(3, 2), (8, 5), (16, 9)])

@@ -1,0 +1,529 @@
+"""numba.cuda kernels for the RNN language model (legend in the package docstring).
+
+Launchers with cpu.py's names and arguments (device arrays in place of host arrays, float32)
+so that a whole training step runs on the device: the cells' forward and backward passes
+over a window (tanh, ReLU/IRNN, LSTM), the softmax and HS output layers, the embedding
+gather and scatter, the global-norm clipping and the SGD step. Matrix products are tiled
+16 x 16 in shared memory (`matmul_nn`, `matmul_nt`, `matmul_tn`: one kernel body, three
+ways of reading the operands); elementwise steps use one thread per (stream, unit); the
+output layers one block per token. GRU and Adam are CPU-only in this version.
+"""
+import math
+
+import numpy as np
+from numba import cuda, float32, float64
+
+from stages.word2vec import cuda as w2v_cuda
+
+TILE = 16
+ROW_THREADS = 128        # threads of a block that works on one softmax row
+UNIT_THREADS = 128       # threads per block of the elementwise kernels
+WARP = w2v_cuda.WARP     # threads per block of the HS kernels (one block per token)
+
+
+# ----------------------------------------------------------------------- matrix products
+def make_matmul(a_at, b_at):
+    """c [M, N] = op(a) op(b), with a_at(a, i, k) and b_at(b, k, j) reading the operands."""
+
+    @cuda.jit
+    def matmul(c, a, b, K):
+        tile_a = cuda.shared.array((TILE, TILE), float32)
+        tile_b = cuda.shared.array((TILE, TILE), float32)
+        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+        i, j = cuda.blockIdx.y * TILE + ty, cuda.blockIdx.x * TILE + tx
+        M, N = c.shape
+        total = float32(0.0)
+        for start in range(0, K, TILE):
+            tile_a[ty, tx] = a_at(a, i, start + tx) if i < M and start + tx < K else 0.0
+            tile_b[ty, tx] = b_at(b, start + ty, j) if start + ty < K and j < N else 0.0
+            cuda.syncthreads()
+            for k in range(TILE):
+                total += tile_a[ty, k] * tile_b[k, tx]
+            cuda.syncthreads()
+        if i < M and j < N:
+            c[i, j] = total
+
+    return matmul
+
+
+@cuda.jit(device=True, inline=True)
+def plain(m, row, column):
+    return m[row, column]
+
+
+@cuda.jit(device=True, inline=True)
+def transposed(m, row, column):
+    return m[column, row]
+
+
+_MATMUL_NN, _MATMUL_NT, _MATMUL_TN = (make_matmul(plain, plain), make_matmul(plain, transposed),
+                                      make_matmul(transposed, plain))
+
+
+def _launch_matmul(kernel, c, a, b, K):
+    M, N = c.shape
+    kernel[((N + TILE - 1) // TILE, (M + TILE - 1) // TILE), (TILE, TILE)](c, a, b, K)
+
+
+def matmul_nn(c, a, b):
+    """c = a b."""
+    _launch_matmul(_MATMUL_NN, c, a, b, a.shape[1])
+
+
+def matmul_nt(c, a, b):
+    """c = a b^T."""
+    _launch_matmul(_MATMUL_NT, c, a, b, a.shape[1])
+
+
+def matmul_tn(c, a, b):
+    """c = a^T b."""
+    _launch_matmul(_MATMUL_TN, c, a, b, a.shape[0])
+
+
+def _blocks(count, threads=UNIT_THREADS):
+    return (count + threads - 1) // threads, threads
+
+
+# ------------------------------------------------------------------ elementwise helpers
+@cuda.jit(device=True, inline=True)
+def sigmoid(a):
+    return 1.0 / (1.0 + math.exp(-a))
+
+
+@cuda.jit
+def column_sums(out, m):
+    """out [N] = sum over rows of m [M, N]."""
+    j = cuda.grid(1)
+    if j < m.shape[1]:
+        total = float32(0.0)
+        for i in range(m.shape[0]):
+            total += m[i, j]
+        out[j] = total
+
+
+@cuda.jit
+def _stream_norm(norms, t, d):
+    """norms[t] = mean over rows of d [B, H] of the row's Euclidean norm (one block)."""
+    partial = cuda.shared.array(UNIT_THREADS, float64)
+    b = cuda.threadIdx.x
+    total = 0.0
+    for row in range(b, d.shape[0], UNIT_THREADS):
+        square = 0.0
+        for j in range(d.shape[1]):
+            square += float64(d[row, j]) * d[row, j]
+        total += math.sqrt(square)
+    partial[b] = total
+    cuda.syncthreads()
+    if b == 0:
+        s = 0.0
+        for k in range(UNIT_THREADS):
+            s += partial[k]
+        norms[t] = s / d.shape[0]
+
+
+def stream_norm(norms, t, d):
+    _stream_norm[1, UNIT_THREADS](norms, t, d)
+
+
+@cuda.jit
+def _fill(flat, value):
+    k = cuda.grid(1)
+    if k < flat.shape[0]:
+        flat[k] = value
+
+
+def fill(array, value):
+    flat = array.reshape(array.size)
+    _fill[_blocks(flat.shape[0])](flat, value)
+
+
+# ----------------------------------------------------------------------- Elman cells
+@cuda.jit
+def _elman_step(gates_t, h_next, recurrent, b_x, b_h, relu):
+    """Pre-activation of unit (b, j) with both biases, and its activation."""
+    k = cuda.grid(1)
+    B, H = h_next.shape
+    if k < B * H:
+        b, j = k // H, k % H
+        a = gates_t[b, j] + recurrent[b, j] + b_x[j] + b_h[j]
+        gates_t[b, j] = a
+        h_next[b, j] = max(a, 0.0) if relu else math.tanh(a)
+
+
+@cuda.jit
+def _elman_step_back(d_a_t, carry, d_h_t, h_next, gates_t, relu):
+    """carry in: dE/dh_t from the future, out: the total; d_a_t: dE/da_t."""
+    k = cuda.grid(1)
+    B, H = carry.shape
+    if k < B * H:
+        b, j = k // H, k % H
+        dh = d_h_t[b, j] + carry[b, j]
+        carry[b, j] = dh
+        if relu:
+            d_a_t[b, j] = dh if gates_t[b, j] > 0 else 0.0
+        else:
+            d_a_t[b, j] = dh * (1.0 - h_next[b, j] * h_next[b, j])
+
+
+def _forward(step, h_all, gates, x, w_x, w_h):
+    """The input projection of the window in one product (into gates), then per time step
+    one recurrent product and one elementwise `step(t, recurrent)` (which adds the biases)."""
+    T, B, D = x.shape
+    G = w_h.shape[0]
+    matmul_nt(gates.reshape(T * B, G), x.reshape(T * B, D), w_x)
+    recurrent = cuda.device_array((B, G), np.float32)
+    for t in range(T):
+        matmul_nt(recurrent, h_all[t], w_h)
+        step(t, recurrent)
+
+
+def _weight_gradients(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_z, x, h_all, w_x):
+    T, B, G = d_z.shape
+    flat = d_z.reshape(T * B, G)
+    matmul_tn(d_w_x, flat, x.reshape(T * B, x.shape[2]))
+    matmul_tn(d_w_h, flat, h_all[0:T].reshape(T * B, h_all.shape[2]))
+    column_sums[_blocks(G)](d_b_x, flat)
+    column_sums[_blocks(G)](d_b_h, flat)
+    matmul_nn(d_x.reshape(T * B, d_x.shape[2]), flat, w_x)
+
+
+def _elman_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h, relu):
+    B, H = h_all.shape[1], h_all.shape[2]
+
+    def step(t, recurrent):
+        _elman_step[_blocks(B * H)](gates[t], h_all[t + 1], recurrent, b_x, b_h, relu)
+
+    _forward(step, h_all, gates, x, w_x, w_h)
+
+
+def _elman_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms, d_h,
+                    h_all, c_all, gates, x, w_x, w_h, relu):
+    T, B, H = gates.shape
+    d_a = cuda.device_array((T, B, H), np.float32)
+    carry = cuda.device_array((B, H), np.float32)
+    fill(carry, 0.0)
+    for t in range(T - 1, -1, -1):
+        _elman_step_back[_blocks(B * H)](d_a[t], carry, d_h[t], h_all[t + 1], gates[t], relu)
+        stream_norm(d_h_norms, t, carry)
+        matmul_nn(carry, d_a[t], w_h)
+    d_h_init.copy_to_device(carry)
+    fill(d_c_init, 0.0)
+    _weight_gradients(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_a, x, h_all, w_x)
+
+
+def tanh_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h):
+    _elman_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h, False)
+
+
+def tanh_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms, d_h,
+                  h_all, c_all, gates, x, w_x, w_h):
+    _elman_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms, d_h,
+                    h_all, c_all, gates, x, w_x, w_h, False)
+
+
+def relu_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h):
+    _elman_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h, True)
+
+
+def relu_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms, d_h,
+                  h_all, c_all, gates, x, w_x, w_h):
+    _elman_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms, d_h,
+                    h_all, c_all, gates, x, w_x, w_h, True)
+
+
+# --------------------------------------------------------------------------------- LSTM
+@cuda.jit
+def _lstm_step(gates_t, c_prev, c_next, h_next, recurrent, b_x, b_h):
+    k = cuda.grid(1)
+    B, H = h_next.shape
+    if k < B * H:
+        b, j = k // H, k % H
+        z = cuda.local.array(4, float32)
+        for q in range(4):
+            z[q] = gates_t[b, q * H + j] + recurrent[b, q * H + j] + b_x[q * H + j] + b_h[q * H + j]
+        i, f, g, o = sigmoid(z[0]), sigmoid(z[1]), math.tanh(z[2]), sigmoid(z[3])
+        gates_t[b, j], gates_t[b, H + j], gates_t[b, 2 * H + j], gates_t[b, 3 * H + j] = i, f, g, o
+        c = f * c_prev[b, j] + i * g
+        c_next[b, j] = c
+        h_next[b, j] = o * math.tanh(c)
+
+
+@cuda.jit
+def _lstm_step_back(d_z_t, carry_h, carry_c, d_h_t, gates_t, c_next, c_prev):
+    """cpu.lstm_cell_backward for unit (b, j)."""
+    k = cuda.grid(1)
+    B, H = carry_h.shape
+    if k < B * H:
+        b, j = k // H, k % H
+        i, f, g, o = gates_t[b, j], gates_t[b, H + j], gates_t[b, 2 * H + j], gates_t[b, 3 * H + j]
+        dh = d_h_t[b, j] + carry_h[b, j]
+        carry_h[b, j] = dh
+        tanh_c = math.tanh(c_next[b, j])
+        dc = carry_c[b, j] + dh * o * (1.0 - tanh_c * tanh_c)
+        d_z_t[b, j] = dc * g * i * (1.0 - i)
+        d_z_t[b, H + j] = dc * c_prev[b, j] * f * (1.0 - f)
+        d_z_t[b, 2 * H + j] = dc * i * (1.0 - g * g)
+        d_z_t[b, 3 * H + j] = dh * tanh_c * o * (1.0 - o)
+        carry_c[b, j] = dc * f
+
+
+def lstm_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h):
+    B, H = h_all.shape[1], h_all.shape[2]
+
+    def step(t, recurrent):
+        _lstm_step[_blocks(B * H)](gates[t], c_all[t], c_all[t + 1], h_all[t + 1], recurrent,
+                                   b_x, b_h)
+
+    _forward(step, h_all, gates, x, w_x, w_h)
+
+
+def lstm_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms, d_h,
+                  h_all, c_all, gates, x, w_x, w_h):
+    T, B, G = gates.shape
+    H = G // 4
+    d_z = cuda.device_array((T, B, G), np.float32)
+    carry_h, carry_c = (cuda.device_array((B, H), np.float32) for _ in range(2))
+    fill(carry_h, 0.0)
+    fill(carry_c, 0.0)
+    for t in range(T - 1, -1, -1):
+        _lstm_step_back[_blocks(B * H)](d_z[t], carry_h, carry_c, d_h[t], gates[t],
+                                        c_all[t + 1], c_all[t])
+        stream_norm(d_h_norms, t, carry_h)
+        matmul_nn(carry_h, d_z[t], w_h)
+    d_h_init.copy_to_device(carry_h)
+    d_c_init.copy_to_device(carry_c)
+    _weight_gradients(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_z, x, h_all, w_x)
+
+
+# ------------------------------------------------------------------------ output layers
+@cuda.jit(device=True)
+def _block_reduce(values, tid, take_max):
+    """Reduce values [ROW_THREADS] (shared) into values[0], max or sum; all threads call."""
+    step = ROW_THREADS // 2
+    while step > 0:
+        if tid < step:
+            values[tid] = max(values[tid], values[tid + step]) if take_max else values[tid] + values[tid + step]
+        cuda.syncthreads()
+        step //= 2
+
+
+@cuda.jit
+def _softmax_rows(exps, inverse_totals, losses, b, targets):
+    """cpu.softmax_rows for row blockIdx.x, its ROW_THREADS threads striding the columns."""
+    n, tid = cuda.blockIdx.x, cuda.threadIdx.x
+    shared = cuda.shared.array(ROW_THREADS, float64)
+    V = exps.shape[1]
+    top = -math.inf
+    for k in range(tid, V, ROW_THREADS):
+        value = exps[n, k] + b[k]
+        exps[n, k] = value
+        top = max(top, value)
+    shared[tid] = top
+    cuda.syncthreads()
+    _block_reduce(shared, tid, True)
+    top = shared[0]
+    target_logit = float64(exps[n, targets[n]]) - top     # before the exps overwrite it
+    cuda.syncthreads()
+    total = 0.0
+    for k in range(tid, V, ROW_THREADS):
+        e = math.exp(exps[n, k] - top)
+        exps[n, k] = e
+        total += e
+    shared[tid] = total
+    cuda.syncthreads()
+    _block_reduce(shared, tid, False)
+    if tid == 0:
+        inverse_totals[n] = 1.0 / shared[0]
+        losses[n] = math.log(shared[0]) - target_logit
+
+
+def softmax_forward(exps, inverse_totals, h, w, b, targets):
+    N = h.shape[0]
+    matmul_nt(exps, h, w)
+    losses = cuda.device_array(N, np.float64)
+    _softmax_rows[N, ROW_THREADS](exps, inverse_totals, losses, b, targets)
+    return float(losses.copy_to_host().sum())
+
+
+@cuda.jit
+def _softmax_back_rows(exps, rows, inverse_totals, targets, scale):
+    n = cuda.grid(1)
+    if n < exps.shape[0]:
+        exps[n, targets[n]] -= 1.0 / inverse_totals[n]
+        rows[n] = scale * inverse_totals[n]
+
+
+@cuda.jit
+def _scale_rows(out, m, rows):
+    k = cuda.grid(1)
+    if k < m.shape[0] * m.shape[1]:
+        i, j = k // m.shape[1], k % m.shape[1]
+        out[i, j] = m[i, j] * rows[i]
+
+
+@cuda.jit
+def _weighted_column_sums(out, m, rows):
+    j = cuda.grid(1)
+    if j < m.shape[1]:
+        total = float32(0.0)
+        for i in range(m.shape[0]):
+            total += rows[i] * m[i, j]
+        out[j] = total
+
+
+def softmax_backward(d_h, d_w, d_b, exps, inverse_totals, h, w, targets, scale):
+    """As cpu.softmax_backward: the row scale goes onto the [N, H] factors."""
+    N, H = h.shape
+    rows = cuda.device_array(N, np.float32)
+    _softmax_back_rows[_blocks(N)](exps, rows, inverse_totals, targets, scale)
+    scaled = cuda.device_array((N, H), np.float32)
+    _scale_rows[_blocks(N * H)](scaled, h, rows)
+    matmul_tn(d_w, exps, scaled)
+    _weighted_column_sums[_blocks(exps.shape[1])](d_b, exps, rows)
+    matmul_nn(d_h, exps, w)
+    _scale_rows[_blocks(N * H)](d_h, d_h, rows)
+
+
+@cuda.jit(device=True)
+def _node_dot(h, w, n, node, lane, partials):
+    partial = float32(0.0)
+    for d in range(lane, h.shape[1], WARP):
+        partial += h[n, d] * w[node, d]
+    return w2v_cuda.block_sum(partial, partials, lane)
+
+
+@cuda.jit
+def _hs_forward(losses, h, w, codes, points, lengths, targets):
+    """One block of WARP threads per token: -log p(target | h) along its path."""
+    n, lane = cuda.blockIdx.x, cuda.threadIdx.x
+    partials = cuda.shared.array(WARP, float32)
+    word = targets[n]
+    loss = 0.0
+    for j in range(lengths[word]):
+        f = float64(_node_dot(h, w, n, points[word, j], lane, partials))
+        f = -f if codes[word, j] == 0 else f
+        loss += max(f, 0.0) + math.log1p(math.exp(-abs(f)))
+    if lane == 0:
+        losses[n] = loss
+
+
+@cuda.jit
+def _hs_backward(d_h, d_w, h, w, codes, points, lengths, targets, scale):
+    """One block per token: its own d_h row, atomic adds into the shared node rows."""
+    n, lane = cuda.blockIdx.x, cuda.threadIdx.x
+    partials = cuda.shared.array(WARP, float32)
+    word = targets[n]
+    for d in range(lane, h.shape[1], WARP):
+        d_h[n, d] = 0.0
+    for j in range(lengths[word]):
+        node = points[word, j]
+        f = _node_dot(h, w, n, node, lane, partials)
+        g = float32((sigmoid(f) - (1 - int(codes[word, j]))) * scale)
+        for d in range(lane, h.shape[1], WARP):
+            d_h[n, d] += g * w[node, d]
+            cuda.atomic.add(d_w, (node, d), g * h[n, d])
+
+
+def hs_forward(losses, h, w, codes, points, lengths, targets):
+    _hs_forward[h.shape[0], WARP](losses, h, w, codes, points, lengths, targets)
+    return float(losses.copy_to_host().sum())
+
+
+def hs_backward(d_h, d_w, h, w, codes, points, lengths, targets, scale):
+    fill(d_w, 0.0)
+    _hs_backward[h.shape[0], WARP](d_h, d_w, h, w, codes, points, lengths, targets,
+                                            scale)
+
+
+# ------------------------------------------------------------- embedding, optimisation
+@cuda.jit
+def _embed_forward(x, embeddings, ids):
+    k = cuda.grid(1)
+    T, B, D = x.shape
+    if k < T * B * D:
+        t, b, d = k // (B * D), (k // D) % B, k % D
+        x[t, b, d] = embeddings[ids[t, b], d]
+
+
+@cuda.jit
+def _embed_backward(d_embeddings, d_x, ids):
+    k = cuda.grid(1)
+    T, B, D = d_x.shape
+    if k < T * B * D:
+        t, b, d = k // (B * D), (k // D) % B, k % D
+        cuda.atomic.add(d_embeddings, (ids[t, b], d), d_x[t, b, d])
+
+
+def embed_forward(x, embeddings, ids):
+    _embed_forward[_blocks(x.size)](x, embeddings, ids)
+
+
+def embed_backward(d_embeddings, d_x, ids):
+    _embed_backward[_blocks(d_x.size)](d_embeddings, d_x, ids)
+
+
+@cuda.jit
+def _square_sum(out, values):
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    partial = 0.0
+    for k in range(start, values.shape[0], stride):
+        partial += float64(values[k]) * values[k]
+    cuda.atomic.add(out, 0, partial)
+
+
+@cuda.jit
+def _axpy(y, a, x):
+    """y += a x (x is y for a plain scaling: y += (factor - 1) y)."""
+    k = cuda.grid(1)
+    if k < y.shape[0]:
+        y[k] += a * x[k]
+
+
+def clip_global_norm(grads, max_norm):
+    """As cpu.clip_global_norm on a flat device array; the norm comes back to the host."""
+    total = cuda.to_device(np.zeros(1))
+    _square_sum[64, UNIT_THREADS](total, grads)
+    norm = math.sqrt(float(total.copy_to_host()[0]))
+    if max_norm > 0 and norm > max_norm:
+        _axpy[_blocks(grads.shape[0])](grads, np.float32(max_norm / (norm + 1e-6) - 1.0), grads)
+    return norm
+
+
+def sgd_step(params, grads, lr):
+    _axpy[_blocks(params.shape[0])](params, np.float32(-lr), grads)
+
+
+def compile_all_ptx(cc=(9, 0)) -> dict[str, str]:
+    """PTX of every kernel for compute capability `cc` with a real run's argument types
+    (float32 arrays, int64 ids); needs no GPU (see word2vec.cuda.compile_all_ptx)."""
+    from numba import typeof
+    f32 = np.float32
+    m2, v1, i2 = np.zeros((4, 4), f32), np.zeros(4, f32), np.zeros((2, 2), np.int64)
+    m3, ids, codes = np.zeros((2, 2, 4), f32), np.zeros(4, np.int64), np.zeros((4, 3), np.uint8)
+    points, lengths = np.zeros((4, 3), np.int32), np.zeros(4, np.uint8)
+    examples = {
+        "matmul_nn": (_MATMUL_NN, (m2, m2, m2, 4)), "matmul_nt": (_MATMUL_NT, (m2, m2, m2, 4)),
+        "matmul_tn": (_MATMUL_TN, (m2, m2, m2, 4)),
+        "elman_step": (_elman_step, (m2, m2, m2, v1, v1, True)),
+        "elman_step_back": (_elman_step_back, (m2, m2, m2, m2, m2, True)),
+        "lstm_step": (_lstm_step, (m2, m2, m2, m2, m2, v1, v1)),
+        "lstm_step_back": (_lstm_step_back, (m2, m2, m2, m2, m2, m2, m2)),
+        "softmax_rows": (_softmax_rows, (m2, v1, np.zeros(4), v1, ids)),
+        "softmax_back_rows": (_softmax_back_rows, (m2, v1, v1, ids, 0.5)),
+        "scale_rows": (_scale_rows, (m2, m2, v1)),
+        "weighted_column_sums": (_weighted_column_sums, (v1, m2, v1)),
+        "column_sums": (column_sums, (v1, m2)),
+        "stream_norm": (_stream_norm, (np.zeros(4), 0, m2)),
+        "hs_forward": (_hs_forward, (np.zeros(4), m2, m2, codes, points, lengths, ids)),
+        "hs_backward": (_hs_backward, (m2, m2, m2, m2, codes, points, lengths, ids, 0.5)),
+        "embed_forward": (_embed_forward, (m3, m2, i2)),
+        "embed_backward": (_embed_backward, (m2, m3, i2)),
+        "square_sum": (_square_sum, (np.zeros(1), v1)),
+        "axpy": (_axpy, (v1, f32(0.5), v1)), "fill": (_fill, (v1, 0.0)),
+    }
+    ptx = {}
+    with w2v_cuda.device_functions_compile_for(cc):
+        for name, (kernel, args) in examples.items():
+            signature = tuple(typeof(a) for a in args)
+            ptx[name], _ = cuda.compile_ptx(kernel.py_func, signature, cc=cc)
+    return ptx

@@ -1,0 +1,169 @@
+"""The RNN LM's CUDA kernels under the CUDA simulator against the CPU kernels (float32, tiny
+sizes, several blocks), and compiled to PTX for sm_90."""
+import os
+
+import numpy as np
+import pytest
+
+from stages.rnnlm import cpu, data
+from tests.rnnlm.test_kernels import GATE_STORE, cell_problem, output_problem
+
+cuda = pytest.importorskip("numba.cuda")
+simulated = pytest.mark.skipif(os.environ.get("NUMBA_ENABLE_CUDASIM") != "1",
+                               reason="needs NUMBA_ENABLE_CUDASIM=1 (tests/conftest.py sets it)")
+TOLERANCE = {"rtol": 2e-5, "atol": 2e-6}
+
+
+def gpu():
+    from stages.rnnlm import cuda as kernels
+    return kernels
+
+
+@simulated
+@pytest.mark.parametrize("name, a_shape, b_shape, reference", [
+    ("matmul_nn", (17, 5), (5, 19), lambda a, b: a @ b),
+    ("matmul_nt", (17, 5), (19, 5), lambda a, b: a @ b.T),
+    ("matmul_tn", (5, 17), (5, 19), lambda a, b: a.T @ b),
+])
+def test_tiled_products_equal_numpy(name, a_shape, b_shape, reference):
+    """17 x 19 outputs: four 16 x 16 blocks, three of them partly outside the matrix."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.normal(size=s).astype(np.float32) for s in (a_shape, b_shape))
+    out = cuda.device_array((17, 19), np.float32)
+    getattr(gpu(), name)(out, cuda.to_device(a), cuda.to_device(b))
+    np.testing.assert_allclose(out.copy_to_host(), reference(a, b), rtol=1e-5, atol=1e-5)
+
+
+def on_both(cell, p):
+    """Forward then backward (upstream d_h = p['d_h']) with the CPU and the CUDA kernels."""
+    T, B, D = p["x"].shape
+    H = p["h0"].shape[1]
+    results = []
+    for module in (cpu, gpu()):
+        arrays = {"h_all": np.zeros((T + 1, B, H), np.float32), "gates":
+                  np.zeros((T, B, GATE_STORE[cell] * H), np.float32)}
+        arrays["c_all"] = np.zeros_like(arrays["h_all"])
+        arrays["h_all"][0], arrays["c_all"][0] = p["h0"], p["c0"]
+        grads = {k: np.zeros_like(p[k]) for k in ("x", "w_x", "w_h", "b_x", "b_h")}
+        grads.update(h0=np.zeros((B, H), np.float32), c0=np.zeros((B, H), np.float32))
+        norms = np.zeros(T)
+        live = {**arrays, **p, **{f"d_{k}": v for k, v in grads.items()}, "norms": norms}
+        if module is not cpu:
+            live = {k: cuda.to_device(v) for k, v in live.items()}
+        forward, backward = (getattr(module, f"{cell}_{s}") for s in ("forward", "backward"))
+        forward(live["h_all"], live["c_all"], live["gates"], live["x"], live["w_x"], live["w_h"],
+                live["b_x"], live["b_h"])
+        backward(live["d_x"], live["d_w_x"], live["d_w_h"], live["d_b_x"], live["d_b_h"],
+                 live["d_h0"], live["d_c0"], live["norms"], live["d_h"], live["h_all"],
+                 live["c_all"], live["gates"], live["x"], live["w_x"], live["w_h"])
+        host = {k: (v.copy_to_host() if hasattr(v, "copy_to_host") else v) for k, v in live.items()}
+        results.append(host)
+    return results
+
+
+@simulated
+@pytest.mark.parametrize("cell", ["tanh", "relu", "lstm"])
+def test_cell_kernels_equal_the_cpu_kernels(cell):
+    p = {k: v.astype(np.float32) for k, v in cell_problem(cell, 3, 2, 5, 6, seed=1).items()}
+    mine, theirs = on_both(cell, p)
+    for key in ("h_all", "c_all", "gates", "d_x", "d_w_x", "d_w_h", "d_b_x", "d_b_h", "d_h0",
+                "d_c0", "norms"):
+        np.testing.assert_allclose(theirs[key], mine[key], err_msg=key, **TOLERANCE)
+
+
+@simulated
+def test_softmax_kernels_equal_the_cpu_kernels():
+    h, w, b, targets = output_problem(5, 4, 21, seed=2, dtype=np.float32)
+    results = []
+    for module in (cpu, gpu()):
+        exps, inverse = np.zeros((5, 21), np.float32), np.zeros(5, np.float32)
+        d_h, d_w, d_b = np.zeros_like(h), np.zeros_like(w), np.zeros_like(b)
+        arrays = [exps, inverse, h, w, b, targets, d_h, d_w, d_b]
+        if module is not cpu:
+            arrays = [cuda.to_device(a) for a in arrays]
+        exps_, inverse_, h_, w_, b_, targets_, d_h_, d_w_, d_b_ = arrays
+        loss = module.softmax_forward(exps_, inverse_, h_, w_, b_, targets_)
+        module.softmax_backward(d_h_, d_w_, d_b_, exps_, inverse_, h_, w_, targets_, 0.2)
+        results.append((loss, *[a.copy_to_host() if hasattr(a, "copy_to_host") else a
+                                for a in (d_h_, d_w_, d_b_)]))
+    assert results[1][0] == pytest.approx(results[0][0], rel=1e-5)
+    for mine, theirs in zip(results[0][1:], results[1][1:]):
+        np.testing.assert_allclose(theirs, mine, **TOLERANCE)
+
+
+@simulated
+def test_hs_kernels_equal_the_cpu_kernels():
+    rng = np.random.default_rng(3)
+    codes, points, lengths = data.lm_huffman(rng.integers(1, 100, 9))
+    h = rng.normal(size=(6, 40)).astype(np.float32)           # 40 > 32: two dims per lane
+    w = rng.normal(scale=0.1, size=(8, 40)).astype(np.float32)
+    targets = rng.integers(0, 9, 6)
+    results = []
+    for module in (cpu, gpu()):
+        arrays = [np.zeros(6), h, w, codes, points, lengths, targets, np.zeros_like(h),
+                  np.zeros_like(w)]
+        if module is not cpu:
+            arrays = [cuda.to_device(a) for a in arrays]
+        losses, h_, w_, codes_, points_, lengths_, targets_, d_h, d_w = arrays
+        loss = module.hs_forward(losses, h_, w_, codes_, points_, lengths_, targets_)
+        module.hs_backward(d_h, d_w, h_, w_, codes_, points_, lengths_, targets_, 0.5)
+        results.append((loss, *[a.copy_to_host() if hasattr(a, "copy_to_host") else a
+                                for a in (d_h, d_w)]))
+    assert results[1][0] == pytest.approx(results[0][0], rel=1e-5)
+    for mine, theirs in zip(results[0][1:], results[1][1:]):
+        np.testing.assert_allclose(theirs, mine, rtol=1e-4, atol=2e-6)
+
+
+@simulated
+def test_embedding_clipping_and_sgd_kernels_equal_the_cpu_kernels():
+    rng = np.random.default_rng(4)
+    embeddings = rng.normal(size=(7, 3)).astype(np.float32)
+    ids = rng.integers(0, 7, (4, 5))
+    x = cuda.device_array((4, 5, 3), np.float32)
+    gpu().embed_forward(x, cuda.to_device(embeddings), cuda.to_device(ids))
+    np.testing.assert_array_equal(x.copy_to_host(), embeddings[ids])
+    d_embeddings, want = cuda.to_device(np.zeros((7, 3), np.float32)), np.zeros((7, 3), np.float32)
+    gpu().embed_backward(d_embeddings, x, cuda.to_device(ids))
+    cpu.embed_backward(want, embeddings[ids], ids)
+    np.testing.assert_allclose(d_embeddings.copy_to_host(), want, rtol=1e-6)
+    grads = rng.normal(size=300).astype(np.float32)
+    mine, theirs = grads.copy(), cuda.to_device(grads)
+    assert gpu().clip_global_norm(theirs, 2.0) == pytest.approx(cpu.clip_global_norm(mine, 2.0),
+                                                                 rel=1e-6)
+    np.testing.assert_allclose(theirs.copy_to_host(), mine, rtol=1e-5)
+    params = rng.normal(size=300).astype(np.float32)
+    device_params = cuda.to_device(params)
+    gpu().sgd_step(device_params, cuda.to_device(mine), 0.5)
+    cpu.sgd_step(params, mine, np.float32(0.5))
+    np.testing.assert_allclose(device_params.copy_to_host(), params, rtol=1e-6)
+
+
+def test_rnnlm_cuda_kernels_compile_to_ptx_for_sm90():
+    """Real NVVM compilation, no GPU: see tests/word2vec/test_cuda.py."""
+    from tests.word2vec.test_cuda import compile_in_child
+    ptx = compile_in_child("stages.rnnlm.cuda")
+    assert len(ptx) == 20
+    for name, text in ptx.items():
+        assert ".target sm_90" in text and ".entry" in text, name
+
+
+@simulated
+@pytest.mark.parametrize("cell, output", [("lstm", "softmax"), ("irnn", "hs")])
+def test_a_whole_training_window_on_the_device_matches_the_cpu_model(cell, output):
+    """Loss, every parameter's gradient (embeddings and h0 included) and the carried
+    state after one window, then the clipped SGD step."""
+    from stages.rnnlm.device import DeviceModel
+    from tests.rnnlm.test_train import small_model
+    model = small_model(cell, output, V=9, D=4, H=5, dtype=np.float32)
+    device = DeviceModel(model)
+    rng = np.random.default_rng(5)
+    ids, targets = rng.integers(0, 9, (3, 2)), rng.integers(0, 9, (3, 2))
+    loss, state = model.train_window(ids, targets, model.initial_state(2), fresh=True)
+    device_loss, device_state = device.train_window(ids, targets, device.initial_state(2), fresh=True)
+    assert device_loss == pytest.approx(loss, rel=1e-5)
+    np.testing.assert_allclose(device.grads.copy_to_host(), model.grads, rtol=1e-4, atol=2e-6)
+    np.testing.assert_allclose(device_state[0].copy_to_host(), state[0], rtol=1e-5, atol=1e-6)
+    cpu.clip_global_norm(model.grads, 0.1)
+    cpu.sgd_step(model.params, model.grads, np.float32(0.5))
+    device.step(0.1, 0.5)
+    np.testing.assert_allclose(device.params.copy_to_host(), model.params, rtol=1e-4, atol=2e-6)
