@@ -54,8 +54,9 @@ def input_files(cfg) -> list:
 
 def check_device(device: str) -> str:
     if device == "cuda":
-        raise InputError("rnnlm.device = 'cuda': this version has no CUDA kernels for the "
-                         "RNN LM; use 'cpu' (or 'auto')")
+        raise InputError("rnnlm.device = 'cuda': the rnnlm stage trains on the CPU in this "
+                         "version (stages/rnnlm/device.py runs single training windows on a "
+                         "GPU); use 'cpu' (or 'auto')")
     return "cpu"
 
 
