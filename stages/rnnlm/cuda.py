@@ -183,7 +183,7 @@ def _weight_gradients(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_z, x, h_all, w_x):
     matmul_tn(d_w_x, flat, x.reshape(T * B, x.shape[2]))
     matmul_tn(d_w_h, flat, h_all[0:T].reshape(T * B, h_all.shape[2]))
     column_sums[_blocks(G)](d_b_x, flat)
-    column_sums[_blocks(G)](d_b_h, flat)
+    d_b_h.copy_to_device(d_b_x)       # both biases enter every gate the same way here
     matmul_nn(d_x.reshape(T * B, d_x.shape[2]), flat, w_x)
 
 

@@ -8,18 +8,9 @@ import numpy as np
 from numba import cuda
 
 from stages.rnnlm import cuda as kernels
-from stages.rnnlm.model import GATE_STORE, Model
+from stages.rnnlm.model import GATE_STORE, Model, flat_views
 
 CELLS = {"tanh": "tanh", "relu": "relu", "irnn": "relu", "lstm": "lstm"}
-
-
-def device_views(shapes: dict, flat) -> dict:
-    views, start = {}, 0
-    for name, shape in shapes.items():
-        size = int(np.prod(shape))
-        views[name] = flat[start:start + size].reshape(shape)
-        start += size
-    return views
 
 
 class DeviceModel:
@@ -31,7 +22,7 @@ class DeviceModel:
         self.arch, arch = model.arch, model.arch
         self.params = cuda.to_device(model.params)
         self.grads = cuda.device_array_like(model.params)
-        self.p, self.g = device_views(model.shapes, self.params), device_views(model.shapes, self.grads)
+        self.p, self.g = flat_views(model.shapes, self.params), flat_views(model.shapes, self.grads)
         self.embeddings = self.p["embeddings"] if arch.train_embeddings else cuda.to_device(model.embeddings)
         self.huffman = tuple(cuda.to_device(a) for a in model.huffman) if model.huffman else None
         cell = CELLS[arch.cell]

@@ -182,8 +182,8 @@ class Trainer:
             clock = time.perf_counter()
             loss, state["carry"] = model.train_window(ids, targets, state["carry"],
                                                       fresh=state["window"] == 0)
-            self.check_finite(loss, state)
             norm = cpu.clip_global_norm(model.grads, cfg.clip_norm)
+            self.check_finite(loss, norm, state)
             self.optimiser.step(model.params, model.grads, state["lr"])
             state["seconds"] += time.perf_counter() - clock
             state["tokens"] += targets.size
@@ -199,8 +199,10 @@ class Trainer:
                 save_checkpoint(self.out, self.identity, model, self.optimiser, state)
                 last_save = time.monotonic()
 
-    def check_finite(self, loss: float, state: dict) -> None:
-        if not math.isfinite(loss) or not np.isfinite(self.model.grads).all():
+    def check_finite(self, loss: float, norm: float, state: dict) -> None:
+        """Before the update: a non-finite gradient shows as a non-finite norm (which the
+        clipping computed anyway), so no second pass over all the gradients is needed."""
+        if not (math.isfinite(loss) and math.isfinite(norm)):
             raise TrainingDiverged(
                 f"the RNN LM diverged in epoch {state['epoch'] + 1} (loss {loss}): exploding "
                 f"gradients; lower rnnlm.lr (now {state['lr']:g}) or set rnnlm.clip_norm "

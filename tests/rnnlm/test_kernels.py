@@ -283,3 +283,15 @@ def test_optimiser_and_embedding_kernels_equal_reference():
     cpu.embed_backward(d_e, x, ids)
     reference.embed_backward(want_e, x, ids)
     np.testing.assert_allclose(d_e, want_e, rtol=1e-12)
+
+
+def test_dropout_mask_kernel_draws_as_its_reference():
+    """Same generator, same order: identical masks; about `keep` of the units survive."""
+    got, want = np.empty((40, 30), np.float32), np.empty((40, 30), np.float32)
+    state, twin = np.array([99], np.uint64), np.array([99], np.uint64)
+    cpu.dropout_mask(got, 0.75, state)
+    reference.dropout_mask(want, 0.75, twin)
+    np.testing.assert_array_equal(got, want)
+    assert state[0] == twin[0]
+    assert set(np.unique(got)) == {0.0, np.float32(1 / 0.75)}
+    assert abs((got > 0).mean() - 0.75) < 0.04

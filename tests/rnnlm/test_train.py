@@ -96,7 +96,6 @@ def test_an_rnn_learns_a_deterministic_sequence_to_near_zero_loss():
 
 
 def test_irnn_starts_from_the_identity_and_relu_does_not():
-    irnn = small_model("irnn", "softmax", H=5)
     arch = Architecture("irnn", "softmax", 7, 3, 5, True)
     fresh = Model(arch, np.zeros(flat_size(parameter_shapes(arch)), np.float32), None)
     initialise(fresh.p, arch, np.random.default_rng(0))
@@ -104,7 +103,6 @@ def test_irnn_starts_from_the_identity_and_relu_does_not():
     assert fresh.spectral_radii() == [pytest.approx(1.0)]
     relu = small_model("relu", "softmax", H=5)
     assert not np.allclose(relu.p["w_h"], np.eye(5))
-    del irnn
 
 
 def test_lstm_forget_gate_bias_starts_at_one():
