@@ -6,8 +6,14 @@
    sample 1e-3, 5 epochs) on the GPU and on every CPU core of the same machine, with
    questions-words analogy accuracy for both.
 
+3. The RNN LM: one training window (B 32, T 35, V 10,002, D 128, H 256) timed on the GPU
+   and on every CPU core, with the largest gradient difference between the two.
+4. The rnnlm stage on Brown with rnnlm.device = "cuda" (the rnnlm_vs_torch.py settings):
+   tokens/s and test perplexity, the CPU stage beside it with --rnnlm-cpu.
+5. Registers, local memory (spills) and shared memory per thread of every compiled kernel.
+
     python bench/gpu.py --data DIR [--epochs 5] [--configs sg-hs,cbow-hs,sg-ns]
-    python bench/gpu.py --rnnlm-only     # 3. the RNN LM training step, GPU vs CPU kernels
+    python bench/gpu.py --rnnlm-only [--brown FILE] [--lm-epochs 1] [--rnnlm-cpu]
 
 DIR holds the corpus text files (en-mix) and questions-words.txt; by default
 ../shared/data/corpora/en-mix and ../shared/data/eval.
@@ -108,7 +114,7 @@ def rnnlm_step(cell: str, output: str, windows: int = 10) -> dict:
     V 10,002, D 128, H 256; random ids) with the CPU kernels on every core and on the GPU,
     and the largest gradient difference between the two on the first window."""
     from numba import cuda
-    from stages.rnnlm import cpu as lm_cpu, data
+    from stages.rnnlm import cpu as lm_cpu, cuda as lm_cuda, data
     from stages.rnnlm.device import DeviceModel
     from stages.rnnlm.model import Architecture, Model, flat_size, initialise, parameter_shapes
     from stages.rnnlm.train import set_threads
@@ -126,19 +132,68 @@ def rnnlm_step(cell: str, output: str, windows: int = 10) -> dict:
     difference = float(np.abs(device.grads.copy_to_host() - model.grads).max())
     scale = float(np.abs(model.grads).max())
     rates = {}
-    for name, runner, state in (("cpu", model, model.initial_state(32)),
-                                ("gpu", device, device.initial_state(32))):
+    for name, runner, kernels in (("cpu", model, lm_cpu), ("gpu", device, lm_cuda)):
+        state = runner.initial_state(32)
         clock = time.perf_counter()
         for ids, targets in batches:
             _, state = runner.train_window(ids, targets, state, False)
-            if name == "cpu":
-                lm_cpu.clip_global_norm(model.grads, 0.25)
-                lm_cpu.sgd_step(model.params, model.grads, np.float32(1.0))
-            else:
-                device.step(0.25, 1.0)
+            kernels.clip_global_norm(runner.grads, 0.25)
+            kernels.sgd_step(runner.params, runner.grads, np.float32(1.0))
         cuda.synchronize()
         rates[name] = windows * 35 * 32 / (time.perf_counter() - clock)
     return {**rates, "max_gradient_difference": difference, "largest_gradient": scale}
+
+
+def rnnlm_stage(brown: Path, root: Path, epochs: int, with_cpu: bool) -> None:
+    """The rnnlm stage on Brown, as bench/rnnlm_vs_torch.py sets it up (word2vec on the GPU
+    here), with rnnlm.device = "cuda" (and "cpu" on every core with with_cpu)."""
+    from pipeline.config import RnnlmConfig
+    from stages.rnnlm import train as lm_train
+    inputs = {"corpus": root / "lm-corpus", "vocab": root / "lm-vocab", "word2vec": root / "lm-w2v"}
+    corpus.run(CorpusConfig(path=(str(brown),), heldout_every=20), {}, StageDir(inputs["corpus"], quiet=True))
+    vocab.run(VocabConfig(min_count=1, max_vocab_size=10000), inputs, StageDir(inputs["vocab"], quiet=True))
+    train.run(Word2VecConfig(dim=128, device="cuda", chunk_words=5_000_000), inputs,
+              StageDir(inputs["word2vec"], quiet=True))
+    rows = []
+    for cell, output, lr, extra in (("lstm", "softmax", 20.0, {}), ("lstm", "hs", 20.0, {}),
+                                    ("tanh", "softmax", 1.0, {}), ("tanh", "hs", 1.0, {}),
+                                    ("gru", "hs", 20.0, {}),
+                                    ("lstm", "hs", 0.002, {"optimizer": "adam", "dropout": 0.2})):
+        for device in ("cuda", "cpu") if with_cpu else ("cuda",):
+            out = root / f"lm-{cell}-{output}-{device}-{len(extra)}"
+            cfg = RnnlmConfig(cell=cell, output=output, hidden=256, batch_size=32, bptt=35,
+                              clip_norm=0.25, lr=lr, epochs=epochs, threads=0, device=device,
+                              diagnostic_windows=0, **extra)
+            clock = time.perf_counter()
+            lm_train.run(cfg, inputs, StageDir(out, quiet=True))
+            metrics = json.loads((out / "metrics.json").read_text())
+            rows.append([cell, output + "".join(f" {k}={v}" for k, v in extra.items()), device,
+                         f"{metrics['train_tokens_per_second']:.0f}",
+                         f"{metrics['valid_perplexity']:.1f}", f"{metrics['test_perplexity']:.1f}",
+                         f"{time.perf_counter() - clock:.0f}"])
+            print(rows[-1], flush=True)
+    print(f"\nrnnlm stage on Brown, {epochs} epoch(s), B 32, T 35, D 128, H 256")
+    print_table(["cell", "output", "device", "train tok/s", "valid ppl", "test ppl", "stage s"], rows)
+
+
+def register_report() -> None:
+    """Registers and memory per thread of every kernel compiled in this process (local
+    memory above zero means spills or local arrays)."""
+    from numba.cuda.dispatcher import CUDADispatcher
+    from stages.rnnlm import cuda as lm_cuda
+    from stages.word2vec import cuda as w2v_cuda
+    kernels = {f"word2vec.{'skipgram' if skipgram else 'cbow'}-{step.__name__[:2]}": kernel
+               for (step, skipgram), kernel in w2v_cuda.KERNELS.items()}
+    kernels.update({f"rnnlm.{name}": kernel for name, kernel in sorted(vars(lm_cuda).items())
+                    if isinstance(kernel, CUDADispatcher)})
+    rows = []
+    for name, kernel in kernels.items():
+        if kernel.overloads and not kernel.targetoptions.get("device"):   # not device functions
+            rows.append([name, *[next(iter(usage.values())) for usage in (   # one signature
+                kernel.get_regs_per_thread(), kernel.get_local_mem_per_thread(),
+                kernel.get_shared_mem_per_block())]])
+    print("\nkernel registers and memory (bytes)")
+    print_table(["kernel", "registers/thread", "local/thread", "shared/block"], rows)
 
 
 def main():
@@ -149,11 +204,18 @@ def main():
     parser.add_argument("--workers-per-sm", default="16",
                         help="GPU workers (blocks) per multiprocessor, comma-separated to compare")
     parser.add_argument("--gpu-only", action="store_true", help="skip the checks and the CPU runs")
-    parser.add_argument("--rnnlm-only", action="store_true", help="only the RNN LM step timing")
+    parser.add_argument("--rnnlm-only", action="store_true", help="only the RNN LM parts")
+    parser.add_argument("--brown", type=Path, default=EN_MIX / "brown.txt",
+                        help="the Brown corpus for the rnnlm stage run")
+    parser.add_argument("--lm-epochs", type=int, default=1)
+    parser.add_argument("--rnnlm-cpu", action="store_true", help="run the rnnlm stage on the CPU too")
     args = parser.parse_args()
     if args.rnnlm_only:
-        for cell, output in (("lstm", "softmax"), ("lstm", "hs")):
+        for cell, output in (("lstm", "softmax"), ("lstm", "hs"), ("gru", "hs")):
             print(f"rnnlm {cell}/{output}: {rnnlm_step(cell, output)}", flush=True)
+        if args.brown.is_file():
+            rnnlm_stage(args.brown, scratch_dir(), args.lm_epochs, args.rnnlm_cpu)
+        register_report()
         return
     texts_dir = args.data or EN_MIX
     questions = (args.data / "questions-words.txt" if args.data
@@ -174,6 +236,7 @@ def main():
         workers = per_sm * device.MULTIPROCESSOR_COUNT
         print(f"\n{workers} GPU workers ({per_sm} per SM)")
         compare(inputs, root, args, questions, workers)
+    register_report()
 
 
 def compare(inputs, root, args, questions, workers):

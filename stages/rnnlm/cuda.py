@@ -3,10 +3,10 @@
 Launchers with cpu.py's names and arguments (device arrays in place of host arrays, float32)
 so that a whole training step runs on the device: the cells' forward and backward passes
 over a window (tanh, ReLU/IRNN, LSTM), the softmax and HS output layers, the embedding
-gather and scatter, the global-norm clipping and the SGD step. Matrix products are tiled
-16 x 16 in shared memory (`matmul_nn`, `matmul_nt`, `matmul_tn`: one kernel body, three
-ways of reading the operands); elementwise steps use one thread per (stream, unit); the
-output layers one block per token. GRU and Adam are CPU-only in this version.
+gather and scatter, dropout masks applied, the global-norm clipping, SGD and Adam. Matrix
+products are tiled 16 x 16 in shared memory (`matmul_nn`, `matmul_nt`, `matmul_tn`: one
+kernel body, three ways of reading the operands); elementwise steps use one thread per
+(stream, unit); the output layers one block per token. Cells: tanh, ReLU/IRNN, LSTM, GRU.
 """
 import math
 
@@ -137,76 +137,147 @@ def fill(array, value):
     _fill[_blocks(flat.shape[0])](flat, value)
 
 
+@cuda.jit
+def add_row(m, row):
+    """m [M, N] += row [N] on every row."""
+    k = cuda.grid(1)
+    if k < m.size:
+        n = m.shape[1]
+        m[k // n, k % n] += row[k % n]
+
+
+@cuda.jit
+def _multiply(y, x):
+    k = cuda.grid(1)
+    if k < y.shape[0]:
+        y[k] *= x[k]
+
+
+def multiply(y, x):
+    """y *= x elementwise (same shapes; dropout masks)."""
+    _multiply[_blocks(y.size)](y.reshape(y.size), x.reshape(x.size))
+
+
+# ------------------------------------------------------------------ the recurrence
+# One launch per time step and direction: a thread per (stream b, unit j) forms its own
+# recurrent dot products and applies the cell, so no [B, G] product is materialised and the
+# step's Python launch cost (which dominates at B 32, H 256) is paid once, not twice. The
+# steps take whole arrays and the step index t: slicing a device array on the host costs
+# as much as a launch. Forward reads W_h^T [H, G] (a transposed copy made once per window:
+# across a warp j varies, so those loads are coalesced); backward reads W_h [G, H] directly.
+@cuda.jit(device=True, inline=True)
+def _dot_column(h_all, t, b, w_hT, column):
+    """sum_m h_all[t, b, m] w_hT[m, column]: unit `column` of h_t W_h^T."""
+    total = float32(0.0)
+    for m in range(w_hT.shape[0]):
+        total += h_all[t, b, m] * w_hT[m, column]
+    return total
+
+
+@cuda.jit(device=True, inline=True)
+def _dot_row(d_z, t, b, w_h, j):
+    """sum_g d_z[t, b, g] w_h[g, j]: unit j of d_z_t W_h (what flows back to h_{t-1})."""
+    total = float32(0.0)
+    for g in range(w_h.shape[0]):
+        total += d_z[t, b, g] * w_h[g, j]
+    return total
+
+
+@cuda.jit
+def _transpose(out, m):
+    k = cuda.grid(1)
+    if k < m.size:
+        rows, columns = m.shape
+        out[k % columns, k // columns] = m[k // columns, k % columns]
+
+
+def transposed_copy(m):
+    out = cuda.device_array((m.shape[1], m.shape[0]), np.float32)
+    _transpose[_blocks(m.size)](out, m)
+    return out
+
+
+def _input_projection(gates, x, w_x):
+    """gates [T, B, G] = x w_x^T for the whole window, one product."""
+    T, B, D = x.shape
+    matmul_nt(gates.reshape(T * B, gates.shape[2]), x.reshape(T * B, D), w_x)
+
+
+def _stream_norm_if(norms, t, carry):
+    """The diagnostics' norm of dE/dh_t; training passes norms = None and skips it."""
+    if norms is not None:
+        stream_norm(norms, t, carry)
+
+
+def _weight_gradients(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_zx, x, h_all, w_x, d_zh=None):
+    """As cpu.weight_gradients + cpu.input_gradient; d_zh None: the gradient through W_h
+    is d_zx (every cell but the GRU, whose candidate gate sees r W_h h)."""
+    T, B, G = d_zx.shape
+    flat_x = d_zx.reshape(T * B, G)
+    flat_h = flat_x if d_zh is None else d_zh.reshape(T * B, G)
+    matmul_tn(d_w_x, flat_x, x.reshape(T * B, x.shape[2]))
+    matmul_tn(d_w_h, flat_h, h_all[0:T].reshape(T * B, h_all.shape[2]))
+    column_sums[_blocks(G)](d_b_x, flat_x)
+    if d_zh is None:
+        d_b_h.copy_to_device(d_b_x)       # both biases enter every gate the same way here
+    else:
+        column_sums[_blocks(G)](d_b_h, flat_h)
+    matmul_nn(d_x.reshape(T * B, d_x.shape[2]), flat_x, w_x)
+
+
+def _initial_gradient(d_h_init, d_z, w_h):
+    """dE/dh_0 = d_z[0] W_h (what the last backward step left for the carried state)."""
+    matmul_nn(d_h_init, d_z[0], w_h)
+
+
 # ----------------------------------------------------------------------- Elman cells
 @cuda.jit
-def _elman_step(gates_t, h_next, recurrent, b_x, b_h, relu):
-    """Pre-activation of unit (b, j) with both biases, and its activation."""
+def _elman_step(t, gates, h_all, w_hT, b_x, b_h, relu):
+    """gates[t] in: x_t W_x^T; out: the pre-activation a_t; h_all[t + 1] = f(a_t)."""
     k = cuda.grid(1)
-    B, H = h_next.shape
+    B, H = h_all.shape[1], h_all.shape[2]
     if k < B * H:
         b, j = k // H, k % H
-        a = gates_t[b, j] + recurrent[b, j] + b_x[j] + b_h[j]
-        gates_t[b, j] = a
-        h_next[b, j] = max(a, 0.0) if relu else math.tanh(a)
+        a = gates[t, b, j] + _dot_column(h_all, t, b, w_hT, j) + b_x[j] + b_h[j]
+        gates[t, b, j] = a
+        h_all[t + 1, b, j] = max(a, 0.0) if relu else math.tanh(a)
 
 
 @cuda.jit
-def _elman_step_back(d_a_t, carry, d_h_t, h_next, gates_t, relu):
-    """carry in: dE/dh_t from the future, out: the total; d_a_t: dE/da_t."""
+def _elman_step_back(t, d_a, carry, d_h, h_all, gates, w_h, relu):
+    """carry[b, j] out: dE/dh_t in total (d_h[t] + d_a[t + 1] W_h); d_a[t] = dE/da_t."""
     k = cuda.grid(1)
-    B, H = carry.shape
+    T, B, H = d_h.shape
     if k < B * H:
         b, j = k // H, k % H
-        dh = d_h_t[b, j] + carry[b, j]
+        dh = d_h[t, b, j]
+        if t + 1 < T:
+            dh += _dot_row(d_a, t + 1, b, w_h, j)
         carry[b, j] = dh
         if relu:
-            d_a_t[b, j] = dh if gates_t[b, j] > 0 else 0.0
+            d_a[t, b, j] = dh if gates[t, b, j] > 0 else 0.0
         else:
-            d_a_t[b, j] = dh * (1.0 - h_next[b, j] * h_next[b, j])
-
-
-def _forward(step, h_all, gates, x, w_x, w_h):
-    """The input projection of the window in one product (into gates), then per time step
-    one recurrent product and one elementwise `step(t, recurrent)` (which adds the biases)."""
-    T, B, D = x.shape
-    G = w_h.shape[0]
-    matmul_nt(gates.reshape(T * B, G), x.reshape(T * B, D), w_x)
-    recurrent = cuda.device_array((B, G), np.float32)
-    for t in range(T):
-        matmul_nt(recurrent, h_all[t], w_h)
-        step(t, recurrent)
-
-
-def _weight_gradients(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_z, x, h_all, w_x):
-    T, B, G = d_z.shape
-    flat = d_z.reshape(T * B, G)
-    matmul_tn(d_w_x, flat, x.reshape(T * B, x.shape[2]))
-    matmul_tn(d_w_h, flat, h_all[0:T].reshape(T * B, h_all.shape[2]))
-    column_sums[_blocks(G)](d_b_x, flat)
-    d_b_h.copy_to_device(d_b_x)       # both biases enter every gate the same way here
-    matmul_nn(d_x.reshape(T * B, d_x.shape[2]), flat, w_x)
+            h = h_all[t + 1, b, j]
+            d_a[t, b, j] = dh * (1.0 - h * h)
 
 
 def _elman_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h, relu):
-    B, H = h_all.shape[1], h_all.shape[2]
-
-    def step(t, recurrent):
-        _elman_step[_blocks(B * H)](gates[t], h_all[t + 1], recurrent, b_x, b_h, relu)
-
-    _forward(step, h_all, gates, x, w_x, w_h)
+    T, B, H = h_all.shape[0] - 1, h_all.shape[1], h_all.shape[2]
+    _input_projection(gates, x, w_x)
+    w_hT, grid = transposed_copy(w_h), _blocks(B * H)
+    for t in range(T):
+        _elman_step[grid](t, gates, h_all, w_hT, b_x, b_h, relu)
 
 
 def _elman_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms, d_h,
                     h_all, c_all, gates, x, w_x, w_h, relu):
     T, B, H = gates.shape
     d_a = cuda.device_array((T, B, H), np.float32)
-    carry = cuda.device_array((B, H), np.float32)
-    fill(carry, 0.0)
+    carry, grid = cuda.device_array((B, H), np.float32), _blocks(B * H)
     for t in range(T - 1, -1, -1):
-        _elman_step_back[_blocks(B * H)](d_a[t], carry, d_h[t], h_all[t + 1], gates[t], relu)
-        stream_norm(d_h_norms, t, carry)
-        matmul_nn(carry, d_a[t], w_h)
-    d_h_init.copy_to_device(carry)
+        _elman_step_back[grid](t, d_a, carry, d_h, h_all, gates, w_h, relu)
+        _stream_norm_if(d_h_norms, t, carry)
+    _initial_gradient(d_h_init, d_a, w_h)
     fill(d_c_init, 0.0)
     _weight_gradients(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_a, x, h_all, w_x)
 
@@ -233,48 +304,55 @@ def relu_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms
 
 # --------------------------------------------------------------------------------- LSTM
 @cuda.jit
-def _lstm_step(gates_t, c_prev, c_next, h_next, recurrent, b_x, b_h):
+def _lstm_step(t, gates, c_all, h_all, w_hT, b_x, b_h):
+    """gates[t] in: x_t W_x^T; out: i, f, g, o (as cpu.lstm_cell); c_all/h_all[t + 1]."""
     k = cuda.grid(1)
-    B, H = h_next.shape
+    B, H = h_all.shape[1], h_all.shape[2]
     if k < B * H:
         b, j = k // H, k % H
         z = cuda.local.array(4, float32)
         for q in range(4):
-            z[q] = gates_t[b, q * H + j] + recurrent[b, q * H + j] + b_x[q * H + j] + b_h[q * H + j]
+            z[q] = gates[t, b, q * H + j] + b_x[q * H + j] + b_h[q * H + j]
+        for m in range(H):
+            h = h_all[t, b, m]
+            for q in range(4):
+                z[q] += h * w_hT[m, q * H + j]
         i, f, g, o = sigmoid(z[0]), sigmoid(z[1]), math.tanh(z[2]), sigmoid(z[3])
-        gates_t[b, j], gates_t[b, H + j], gates_t[b, 2 * H + j], gates_t[b, 3 * H + j] = i, f, g, o
-        c = f * c_prev[b, j] + i * g
-        c_next[b, j] = c
-        h_next[b, j] = o * math.tanh(c)
+        gates[t, b, j], gates[t, b, H + j], gates[t, b, 2 * H + j], gates[t, b, 3 * H + j] = i, f, g, o
+        c = f * c_all[t, b, j] + i * g
+        c_all[t + 1, b, j] = c
+        h_all[t + 1, b, j] = o * math.tanh(c)
 
 
 @cuda.jit
-def _lstm_step_back(d_z_t, carry_h, carry_c, d_h_t, gates_t, c_next, c_prev):
-    """cpu.lstm_cell_backward for unit (b, j)."""
+def _lstm_step_back(t, d_z, carry_h, carry_c, d_h, gates, c_all, w_h):
+    """cpu.lstm_cell_backward for unit (b, j) at step t; carry_h out: dE/dh_t in total,
+    carry_c in/out: dE/dc from the future."""
     k = cuda.grid(1)
-    B, H = carry_h.shape
+    T, B, H = d_h.shape
     if k < B * H:
         b, j = k // H, k % H
-        i, f, g, o = gates_t[b, j], gates_t[b, H + j], gates_t[b, 2 * H + j], gates_t[b, 3 * H + j]
-        dh = d_h_t[b, j] + carry_h[b, j]
+        i, f, g, o = gates[t, b, j], gates[t, b, H + j], gates[t, b, 2 * H + j], gates[t, b, 3 * H + j]
+        dh = d_h[t, b, j]
+        if t + 1 < T:
+            dh += _dot_row(d_z, t + 1, b, w_h, j)
         carry_h[b, j] = dh
-        tanh_c = math.tanh(c_next[b, j])
-        dc = carry_c[b, j] + dh * o * (1.0 - tanh_c * tanh_c)
-        d_z_t[b, j] = dc * g * i * (1.0 - i)
-        d_z_t[b, H + j] = dc * c_prev[b, j] * f * (1.0 - f)
-        d_z_t[b, 2 * H + j] = dc * i * (1.0 - g * g)
-        d_z_t[b, 3 * H + j] = dh * tanh_c * o * (1.0 - o)
+        from_future = carry_c[b, j] if t + 1 < T else 0.0
+        tanh_c = math.tanh(c_all[t + 1, b, j])
+        dc = from_future + dh * o * (1.0 - tanh_c * tanh_c)
+        d_z[t, b, j] = dc * g * i * (1.0 - i)
+        d_z[t, b, H + j] = dc * c_all[t, b, j] * f * (1.0 - f)
+        d_z[t, b, 2 * H + j] = dc * i * (1.0 - g * g)
+        d_z[t, b, 3 * H + j] = dh * tanh_c * o * (1.0 - o)
         carry_c[b, j] = dc * f
 
 
 def lstm_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h):
-    B, H = h_all.shape[1], h_all.shape[2]
-
-    def step(t, recurrent):
-        _lstm_step[_blocks(B * H)](gates[t], c_all[t], c_all[t + 1], h_all[t + 1], recurrent,
-                                   b_x, b_h)
-
-    _forward(step, h_all, gates, x, w_x, w_h)
+    T, B, H = h_all.shape[0] - 1, h_all.shape[1], h_all.shape[2]
+    _input_projection(gates, x, w_x)
+    w_hT, grid = transposed_copy(w_h), _blocks(B * H)
+    for t in range(T):
+        _lstm_step[grid](t, gates, c_all, h_all, w_hT, b_x, b_h)
 
 
 def lstm_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms, d_h,
@@ -283,16 +361,84 @@ def lstm_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms
     H = G // 4
     d_z = cuda.device_array((T, B, G), np.float32)
     carry_h, carry_c = (cuda.device_array((B, H), np.float32) for _ in range(2))
-    fill(carry_h, 0.0)
-    fill(carry_c, 0.0)
+    grid = _blocks(B * H)
     for t in range(T - 1, -1, -1):
-        _lstm_step_back[_blocks(B * H)](d_z[t], carry_h, carry_c, d_h[t], gates[t],
-                                        c_all[t + 1], c_all[t])
-        stream_norm(d_h_norms, t, carry_h)
-        matmul_nn(carry_h, d_z[t], w_h)
-    d_h_init.copy_to_device(carry_h)
+        _lstm_step_back[grid](t, d_z, carry_h, carry_c, d_h, gates, c_all, w_h)
+        _stream_norm_if(d_h_norms, t, carry_h)
+    _initial_gradient(d_h_init, d_z, w_h)
     d_c_init.copy_to_device(carry_c)
     _weight_gradients(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_z, x, h_all, w_x)
+
+
+# ---------------------------------------------------------------------------------- GRU
+@cuda.jit
+def _gru_step(t, gates, h_all, projected, w_hT, b_h):
+    """cpu.gru_forward for unit (b, j); projected[t] holds x_t W_x^T + b_x."""
+    k = cuda.grid(1)
+    B, H = h_all.shape[1], h_all.shape[2]
+    if k < B * H:
+        b, j = k // H, k % H
+        zr, zz, zn = b_h[j], b_h[H + j], b_h[2 * H + j]
+        for m in range(H):
+            h = h_all[t, b, m]
+            zr += h * w_hT[m, j]
+            zz += h * w_hT[m, H + j]
+            zn += h * w_hT[m, 2 * H + j]
+        r = sigmoid(projected[t, b, j] + zr)
+        z = sigmoid(projected[t, b, H + j] + zz)
+        n = math.tanh(projected[t, b, 2 * H + j] + r * zn)
+        gates[t, b, j], gates[t, b, H + j], gates[t, b, 2 * H + j], gates[t, b, 3 * H + j] = r, z, n, zn
+        h_all[t + 1, b, j] = (1.0 - z) * n + z * h_all[t, b, j]
+
+
+@cuda.jit
+def _gru_step_back(t, d_zx, d_zh, carry, direct, d_h, h_all, gates, w_h):
+    """cpu.gru_backward's unit (b, j) at step t: carry out dE/dh_t in total (d_h[t] +
+    d_zh[t + 1] W_h + the direct path of step t + 1); direct out: dh z, the part of
+    dE/dh_{t-1} that skips W_h."""
+    k = cuda.grid(1)
+    T, B, H = d_h.shape
+    if k < B * H:
+        b, j = k // H, k % H
+        r, z, n, hn = gates[t, b, j], gates[t, b, H + j], gates[t, b, 2 * H + j], gates[t, b, 3 * H + j]
+        dh = d_h[t, b, j]
+        if t + 1 < T:
+            dh += _dot_row(d_zh, t + 1, b, w_h, j) + direct[b, j]
+        carry[b, j] = dh
+        dn = dh * (1.0 - z) * (1.0 - n * n)
+        dr = dn * hn * r * (1.0 - r)
+        dz = dh * (h_all[t, b, j] - n) * z * (1.0 - z)
+        d_zx[t, b, j], d_zx[t, b, H + j], d_zx[t, b, 2 * H + j] = dr, dz, dn
+        d_zh[t, b, j], d_zh[t, b, H + j], d_zh[t, b, 2 * H + j] = dr, dz, dn * r
+        direct[b, j] = dh * z
+
+
+def gru_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h):
+    """gates [T, B, 4H] out: r, z, n and W_hn h + b_hn, as cpu.gru_forward."""
+    T, B, H = h_all.shape[0] - 1, h_all.shape[1], h_all.shape[2]
+    G = w_h.shape[0]
+    projected = cuda.device_array((T, B, G), np.float32)
+    _input_projection(projected, x, w_x)
+    add_row[_blocks(T * B * G)](projected.reshape(T * B, G), b_x)
+    w_hT, grid = transposed_copy(w_h), _blocks(B * H)
+    for t in range(T):
+        _gru_step[grid](t, gates, h_all, projected, w_hT, b_h)
+
+
+def gru_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms, d_h,
+                 h_all, c_all, gates, x, w_x, w_h):
+    T, B, H = d_h.shape
+    G = w_h.shape[0]
+    d_zx, d_zh = (cuda.device_array((T, B, G), np.float32) for _ in range(2))
+    carry, direct = (cuda.device_array((B, H), np.float32) for _ in range(2))
+    grid = _blocks(B * H)
+    for t in range(T - 1, -1, -1):
+        _gru_step_back[grid](t, d_zx, d_zh, carry, direct, d_h, h_all, gates, w_h)
+        _stream_norm_if(d_h_norms, t, carry)
+    _initial_gradient(d_h_init, d_zh, w_h)
+    _axpy[_blocks(B * H)](d_h_init.reshape(B * H), np.float32(1.0), direct.reshape(B * H))
+    fill(d_c_init, 0.0)
+    _weight_gradients(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_zx, x, h_all, w_x, d_zh)
 
 
 # ------------------------------------------------------------------------ output layers
@@ -482,7 +628,7 @@ def _axpy(y, a, x):
 def clip_global_norm(grads, max_norm):
     """As cpu.clip_global_norm on a flat device array; the norm comes back to the host."""
     total = cuda.to_device(np.zeros(1))
-    _square_sum[64, UNIT_THREADS](total, grads)
+    _square_sum[min(64, _blocks(grads.shape[0])[0]), UNIT_THREADS](total, grads)
     norm = math.sqrt(float(total.copy_to_host()[0]))
     if max_norm > 0 and norm > max_norm:
         _axpy[_blocks(grads.shape[0])](grads, np.float32(max_norm / (norm + 1e-6) - 1.0), grads)
@@ -491,6 +637,23 @@ def clip_global_norm(grads, max_norm):
 
 def sgd_step(params, grads, lr):
     _axpy[_blocks(params.shape[0])](params, np.float32(-lr), grads)
+
+
+@cuda.jit
+def _adam(params, grads, m, v, lr, beta1, beta2, eps, correct1, correct2):
+    k = cuda.grid(1)
+    if k < params.shape[0]:
+        m[k] = beta1 * m[k] + (1.0 - beta1) * grads[k]
+        v[k] = beta2 * v[k] + (1.0 - beta2) * grads[k] * grads[k]
+        params[k] -= lr * (m[k] / correct1) / (math.sqrt(v[k] / correct2) + eps)
+
+
+def adam_step(params, grads, m, v, lr, beta1, beta2, eps, step):
+    """As cpu.adam_step (float64 moments arithmetic, as there); the bias corrections
+    computed once on the host."""
+    _adam[_blocks(params.shape[0])](params, grads, m, v, np.float32(lr), float(beta1),
+                                    float(beta2), float(eps), 1.0 - beta1 ** step,
+                                    1.0 - beta2 ** step)
 
 
 def compile_all_ptx(cc=(9, 0)) -> dict[str, str]:
@@ -504,10 +667,14 @@ def compile_all_ptx(cc=(9, 0)) -> dict[str, str]:
     examples = {
         "matmul_nn": (_MATMUL_NN, (m2, m2, m2, 4)), "matmul_nt": (_MATMUL_NT, (m2, m2, m2, 4)),
         "matmul_tn": (_MATMUL_TN, (m2, m2, m2, 4)),
-        "elman_step": (_elman_step, (m2, m2, m2, v1, v1, True)),
-        "elman_step_back": (_elman_step_back, (m2, m2, m2, m2, m2, True)),
-        "lstm_step": (_lstm_step, (m2, m2, m2, m2, m2, v1, v1)),
-        "lstm_step_back": (_lstm_step_back, (m2, m2, m2, m2, m2, m2, m2)),
+        "elman_step": (_elman_step, (0, m3, m3, m2, v1, v1, True)),
+        "elman_step_back": (_elman_step_back, (0, m3, m2, m3, m3, m3, m2, True)),
+        "lstm_step": (_lstm_step, (0, m3, m3, m3, m2, v1, v1)),
+        "lstm_step_back": (_lstm_step_back, (0, m3, m2, m2, m3, m3, m3, m2)),
+        "gru_step": (_gru_step, (0, m3, m3, m3, m2, v1)),
+        "gru_step_back": (_gru_step_back, (0, m3, m3, m2, m2, m3, m3, m3, m2)),
+        "transpose": (_transpose, (m2, m2)),
+        "add_row": (add_row, (m2, v1)), "multiply": (_multiply, (v1, v1)),
         "softmax_rows": (_softmax_rows, (m2, v1, np.zeros(4), v1, ids)),
         "softmax_back_rows": (_softmax_back_rows, (m2, v1, v1, ids, 0.5)),
         "scale_rows": (_scale_rows, (m2, m2, v1)),
@@ -520,6 +687,7 @@ def compile_all_ptx(cc=(9, 0)) -> dict[str, str]:
         "embed_backward": (_embed_backward, (m2, m3, i2)),
         "square_sum": (_square_sum, (np.zeros(1), v1)),
         "axpy": (_axpy, (v1, f32(0.5), v1)), "fill": (_fill, (v1, 0.0)),
+        "adam": (_adam, (v1, v1, v1, v1, f32(0.5)) + (0.5,) * 5),
     }
     ptx = {}
     with w2v_cuda.device_functions_compile_for(cc):

@@ -131,6 +131,9 @@ class Model:
             self._workspaces[key] = Workspace(self.arch, T, B, key[2], self.params.dtype)
         return self._workspaces[key]
 
+    def load_params(self, flat: np.ndarray) -> None:
+        self.params[...] = flat
+
     def initial_state(self, B: int) -> tuple[np.ndarray, np.ndarray]:
         h = np.repeat(self.p["h0"][None, :], B, axis=0)
         c = np.repeat(self.p["c0"][None, :], B, axis=0) if "c0" in self.p else np.zeros_like(h)
@@ -227,18 +230,24 @@ class Model:
         return [float(np.abs(np.linalg.eigvals(block)).max()) for block in blocks]
 
 
-class Optimiser:
-    """SGD (the RNNLM toolkit's and the PyTorch example's) or Adam, on the flat arrays."""
+def to_host(array) -> np.ndarray:
+    """A host copy of a device array (device.py); host arrays pass through."""
+    return array.copy_to_host() if hasattr(array, "copy_to_host") else array
 
-    def __init__(self, kind: str, size: int, beta1=0.9, beta2=0.999, eps=1e-8):
-        self.kind, self.beta1, self.beta2, self.eps = kind, beta1, beta2, eps
+
+class Optimiser:
+    """SGD (the RNNLM toolkit's and the PyTorch example's) or Adam, on the flat arrays;
+    `kernels` is cpu (host arrays) or the cuda module (device arrays, see device.py)."""
+
+    def __init__(self, kind: str, size: int, beta1=0.9, beta2=0.999, eps=1e-8, kernels=cpu):
+        self.kind, self.beta1, self.beta2, self.eps, self.kernels = kind, beta1, beta2, eps, kernels
         self.state = {"m": np.zeros(size, np.float32), "v": np.zeros(size, np.float32),
                       "step": np.zeros(1, np.int64)} if kind == "adam" else {}
 
-    def step(self, params: np.ndarray, grads: np.ndarray, lr: float) -> None:
+    def step(self, params, grads, lr: float) -> None:
         if self.kind == "sgd":
-            cpu.sgd_step(params, grads, np.float32(lr))
+            self.kernels.sgd_step(params, grads, np.float32(lr))
             return
         self.state["step"][0] += 1
-        cpu.adam_step(params, grads, self.state["m"], self.state["v"], np.float32(lr),
-                      self.beta1, self.beta2, self.eps, int(self.state["step"][0]))
+        self.kernels.adam_step(params, grads, self.state["m"], self.state["v"], np.float32(lr),
+                               self.beta1, self.beta2, self.eps, int(self.state["step"][0]))

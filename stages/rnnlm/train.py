@@ -1,6 +1,7 @@
 """The RNN LM stage: data and embeddings in, the epoch loop (truncated BPTT windows,
 clipping, SGD with learning-rate decay on a validation plateau, or Adam), validation and
-diagnostics per epoch, checkpoints, and the outputs. No numerics here; see model.py/cpu.py.
+diagnostics per epoch, checkpoints, and the outputs, on the CPU (model.py over cpu.py) or a
+GPU (device.py over cuda.py). No numerics here.
 
 Outputs: model.npz (the best epoch's parameters by name, plus frozen embeddings),
 lm_vocab.tsv (LM words and their training counts), lm_huffman.npz (output = "hs"),
@@ -21,9 +22,11 @@ from tqdm import tqdm
 
 from pipeline.store import load_npz
 from stages import corpus, vocab
+from stages.devices import choose_device
 from stages.errors import InputError, TrainingDiverged
 from stages.rnnlm import cpu, data
-from stages.rnnlm.model import Architecture, Model, Optimiser, flat_size, initialise, parameter_shapes
+from stages.rnnlm.model import (Architecture, Model, Optimiser, flat_size, initialise,
+                                parameter_shapes, to_host)
 from stages.vectors import Vectors
 from stages.word2vec.rng import seed_states
 
@@ -50,14 +53,6 @@ def input_files(cfg) -> list:
     if not path.is_file():
         raise InputError(f"rnnlm.embeddings file not found: {path}")
     return [path]
-
-
-def check_device(device: str) -> str:
-    if device == "cuda":
-        raise InputError("rnnlm.device = 'cuda': the rnnlm stage trains on the CPU in this "
-                         "version (stages/rnnlm/device.py runs single training windows on a "
-                         "GPU); use 'cpu' (or 'auto')")
-    return "cpu"
 
 
 def input_embeddings(cfg, inputs, lm: data.LmVocabulary, rng) -> np.ndarray:
@@ -110,8 +105,9 @@ def build_model(cfg, lm, embeddings, counts, rng) -> Model:
     return model
 
 
-def evaluate(model: Model, batches: np.ndarray, bptt: int) -> float:
-    """Perplexity exp(mean -log p) over a batched split, the state carried across windows."""
+def evaluate(model, batches: np.ndarray, bptt: int) -> float:
+    """Perplexity exp(mean -log p) over a batched split, the state carried across windows
+    (model: a Model or a DeviceModel)."""
     state, total, tokens = model.initial_state(batches.shape[1]), 0.0, 0
     for start in data.window_starts(batches.shape[0], bptt):
         ids, targets = data.window(batches, start, bptt)
@@ -142,10 +138,11 @@ def fresh_state(cfg, model: Model) -> dict:
 
 
 def save_checkpoint(out, identity: str, model: Model, optimiser: Optimiser, state: dict) -> None:
+    """Host arrays only: model and optimiser are the host copies (Trainer.sync first)."""
     scalars = {k: v for k, v in state.items() if k not in ("best_params", "carry")}
     out.save_npz(CHECKPOINT, identity=np.array(identity), params=model.params,
-                 best_params=state["best_params"], carry_h=state["carry"][0],
-                 carry_c=state["carry"][1], rng_state=model.rng_state,
+                 best_params=state["best_params"], carry_h=to_host(state["carry"][0]),
+                 carry_c=to_host(state["carry"][1]), rng_state=model.rng_state,
                  scalars=np.array(json.dumps(scalars)),
                  **{f"optimiser_{k}": v for k, v in optimiser.state.items()})
 
@@ -168,23 +165,45 @@ def load_checkpoint(out, identity: str, model: Model, optimiser: Optimiser) -> d
 
 
 class Trainer:
-    """One epoch of windows at a time; the learning-rate schedule after each."""
+    """One epoch of windows at a time; the learning-rate schedule after each. The engine
+    trains (the host Model itself, or a DeviceModel holding its parameters on the GPU);
+    the host model and optimiser are what checkpoints, diagnostics and outputs read."""
 
-    def __init__(self, cfg, model: Model, streams: Streams, out, identity: str):
+    def __init__(self, cfg, model: Model, optimiser: Optimiser, streams: Streams, out,
+                 identity: str, device: str):
         self.cfg, self.model, self.streams, self.out, self.identity = cfg, model, streams, out, identity
-        self.optimiser = Optimiser(cfg.optimizer, model.params.size)
+        self.host_optimiser = optimiser
+        if device == "cuda":
+            from stages.rnnlm import cuda as kernels
+            from stages.rnnlm.device import DeviceModel, device_optimiser
+            self.engine, self.kernels = DeviceModel(model), kernels
+            self.optimiser = device_optimiser(optimiser)
+        else:
+            self.engine, self.kernels, self.optimiser = model, cpu, optimiser
         self.starts = data.window_starts(streams.train.shape[0], cfg.bptt)
 
+    def sync(self) -> None:
+        """The host model and optimiser catch up with the engine's."""
+        if self.engine is self.model:
+            return
+        self.engine.pull()
+        for key, value in self.optimiser.state.items():
+            self.host_optimiser.state[key][...] = to_host(value)
+
+    def save(self, state: dict) -> None:
+        self.sync()
+        save_checkpoint(self.out, self.identity, self.model, self.host_optimiser, state)
+
     def train_epoch(self, state: dict, bar) -> None:
-        cfg, model, last_save = self.cfg, self.model, time.monotonic()
+        cfg, engine, last_save = self.cfg, self.engine, time.monotonic()
         while state["window"] < len(self.starts):
             ids, targets = data.window(self.streams.train, self.starts[state["window"]], cfg.bptt)
             clock = time.perf_counter()
-            loss, state["carry"] = model.train_window(ids, targets, state["carry"],
-                                                      fresh=state["window"] == 0)
-            norm = cpu.clip_global_norm(model.grads, cfg.clip_norm)
+            loss, state["carry"] = engine.train_window(ids, targets, state["carry"],
+                                                       fresh=state["window"] == 0)
+            norm = self.kernels.clip_global_norm(engine.grads, cfg.clip_norm)
             self.check_finite(loss, norm, state)
-            self.optimiser.step(model.params, model.grads, state["lr"])
+            self.optimiser.step(engine.params, engine.grads, state["lr"])
             state["seconds"] += time.perf_counter() - clock
             state["tokens"] += targets.size
             state["loss_sum"] += loss
@@ -196,7 +215,7 @@ class Trainer:
             bar.set_postfix(loss=f"{state['loss_sum'] / state['loss_tokens']:.3f}",
                             lr=f"{state['lr']:.3g}")
             if time.monotonic() - last_save > 60 * cfg.checkpoint_minutes:
-                save_checkpoint(self.out, self.identity, model, self.optimiser, state)
+                self.save(state)
                 last_save = time.monotonic()
 
     def check_finite(self, loss: float, norm: float, state: dict) -> None:
@@ -209,9 +228,11 @@ class Trainer:
                 f"(now {self.cfg.clip_norm:g}; 0.25 is a safe choice)")
 
     def finish_epoch(self, state: dict) -> None:
-        """Validation, diagnostics, best weights, the learning-rate decay, reset counters."""
+        """Validation, diagnostics, best weights, the learning-rate decay, reset counters.
+        The diagnostics run on the host copy (a few windows)."""
         cfg, model = self.cfg, self.model
-        valid = evaluate(model, self.streams.valid, cfg.bptt)
+        valid = evaluate(self.engine, self.streams.valid, cfg.bptt)
+        self.sync()
         entry = {"epoch": state["epoch"] + 1, "lr": state["lr"],
                  "train_loss": state["loss_sum"] / max(state["loss_tokens"], 1),
                  "train_perplexity": math.exp(state["loss_sum"] / max(state["loss_tokens"], 1)),
@@ -224,33 +245,36 @@ class Trainer:
         elif cfg.optimizer == "sgd":
             state["lr"] /= cfg.lr_decay
         state.update(epoch=state["epoch"] + 1, window=0, loss_sum=0.0, loss_tokens=0,
-                     clipped=0, windows=0, carry=model.initial_state(cfg.batch_size))
+                     clipped=0, windows=0, carry=self.engine.initial_state(cfg.batch_size))
 
 
 def run(cfg, inputs, out) -> dict:
-    device = check_device(cfg.device)
+    device = choose_device(cfg.device, "rnnlm")
     threads = set_threads(cfg.threads)
     lm = data.lm_vocabulary(vocab.load_vocab(inputs["vocab"])[0], cfg.max_vocab)
     streams = Streams(cfg, inputs["corpus"], lm)
     rng = np.random.default_rng(cfg.seed)
     model = build_model(cfg, lm, input_embeddings(cfg, inputs, lm, rng), streams.counts, rng)
+    optimiser = Optimiser(cfg.optimizer, model.params.size)
     identity = repr((asdict(cfg), lm.size, streams.train.shape, out.fingerprint))
-    trainer = Trainer(cfg, model, streams, out, identity)
-    state = load_checkpoint(out, identity, model, trainer.optimiser) or fresh_state(cfg, model)
+    state = load_checkpoint(out, identity, model, optimiser) or fresh_state(cfg, model)
+    trainer = Trainer(cfg, model, optimiser, streams, out, identity, device)
     bar = tqdm(total=cfg.epochs * streams.train.shape[0] * cfg.batch_size, unit="tok",
-               unit_scale=True, disable=out.quiet, desc=f"rnnlm {cfg.cell}/{cfg.output}",
+               unit_scale=True, disable=out.quiet, desc=f"rnnlm {cfg.cell}/{cfg.output} ({device})",
                initial=(state["epoch"] * len(trainer.starts) + state["window"]) * cfg.bptt * cfg.batch_size)
     while state["epoch"] < cfg.epochs:
         trainer.train_epoch(state, bar)
         trainer.finish_epoch(state)
-        save_checkpoint(out, identity, model, trainer.optimiser, state)
+        trainer.save(state)
     bar.close()
-    return write_outputs(out, cfg, lm, streams, model, state, device, threads)
+    trainer.engine.load_params(state["best_params"])
+    test = evaluate(trainer.engine, streams.test, cfg.bptt)
+    return write_outputs(out, cfg, lm, streams, model, state, test, device, threads)
 
 
-def write_outputs(out, cfg, lm, streams, model: Model, state: dict, device, threads) -> dict:
-    model.params[...] = state["best_params"]
-    test = evaluate(model, streams.test, cfg.bptt)
+def write_outputs(out, cfg, lm, streams, model: Model, state: dict, test: float, device,
+                  threads) -> dict:
+    """model: the host model holding the best epoch's parameters; test: its perplexity."""
     arrays = {f"param_{k}": v for k, v in model.p.items()}
     if not model.arch.train_embeddings:
         arrays["param_embeddings"] = model.embeddings

@@ -17,7 +17,8 @@ from tqdm import tqdm
 
 from pipeline.store import load_npz
 from stages import corpus, vocab
-from stages.errors import InputError, TrainingDiverged
+from stages.devices import choose_device
+from stages.errors import TrainingDiverged
 from stages.vectors import Vectors
 from stages.word2vec import cpu
 from stages.word2vec.rng import seed_states
@@ -29,32 +30,6 @@ CHECKPOINT = "checkpoint/state.npz"
 def resolve_threads(requested: int) -> int:
     available = len(os.sched_getaffinity(0))
     return available if requested == 0 else requested
-
-
-def cuda_problem() -> str | None:
-    """Why the CUDA kernels cannot run here (None: they can)."""
-    try:
-        from numba import cuda
-    except ImportError:
-        return "numba-cuda is not installed (pip install '.[cuda]')"
-    if not cuda.is_available():
-        return "no usable NVIDIA GPU or driver was found"
-    return None
-
-
-def choose_device(device: str) -> str:
-    """'cuda' without a usable GPU is an error at start; 'auto' takes the GPU if there is
-    one (the stage's summary and metrics say which it chose)."""
-    if device == "cpu":
-        return "cpu"
-    problem = cuda_problem()
-    if problem is None and numba.config.ENABLE_CUDASIM:
-        problem = "NUMBA_ENABLE_CUDASIM=1 (the simulator is for kernel tests, far too slow to train)"
-    if problem is None:
-        return "cuda"
-    if device == "cuda":
-        raise InputError(f"word2vec.device = 'cuda' but {problem}; use 'cpu' or 'auto'")
-    return "cpu"
 
 
 def output_layer(cfg, counts: np.ndarray, huffman):
@@ -183,7 +158,7 @@ def load_checkpoint(out, fingerprint: str, threads: int) -> dict | None:
 
 
 def run(cfg, inputs, out) -> dict:
-    device = choose_device(cfg.device)
+    device = choose_device(cfg.device, "word2vec")
     words, counts = vocab.load_vocab(inputs["vocab"])
     tokens, offsets = corpus.load_split(inputs["corpus"], "train")
     if device == "cuda":

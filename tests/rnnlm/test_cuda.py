@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from stages.rnnlm import cpu, data
+from stages.rnnlm.model import Optimiser
 from tests.rnnlm.test_kernels import GATE_STORE, cell_problem, output_problem
 
 cuda = pytest.importorskip("numba.cuda")
@@ -62,7 +63,7 @@ def on_both(cell, p):
 
 
 @simulated
-@pytest.mark.parametrize("cell", ["tanh", "relu", "lstm"])
+@pytest.mark.parametrize("cell", ["tanh", "relu", "lstm", "gru"])
 def test_cell_kernels_equal_the_cpu_kernels(cell):
     p = {k: v.astype(np.float32) for k, v in cell_problem(cell, 3, 2, 5, 6, seed=1).items()}
     mine, theirs = on_both(cell, p)
@@ -142,28 +143,103 @@ def test_rnnlm_cuda_kernels_compile_to_ptx_for_sm90():
     """Real NVVM compilation, no GPU: see tests/word2vec/test_cuda.py."""
     from tests.word2vec.test_cuda import compile_in_child
     ptx = compile_in_child("stages.rnnlm.cuda")
-    assert len(ptx) == 20
+    assert len(ptx) == 26
     for name, text in ptx.items():
         assert ".target sm_90" in text and ".entry" in text, name
 
 
 @simulated
-@pytest.mark.parametrize("cell, output", [("lstm", "softmax"), ("irnn", "hs")])
-def test_a_whole_training_window_on_the_device_matches_the_cpu_model(cell, output):
+@pytest.mark.parametrize("cell, output, dropout", [("lstm", "softmax", 0.0), ("irnn", "hs", 0.0),
+                                                   ("gru", "softmax", 0.4), ("tanh", "hs", 0.3)])
+def test_a_whole_training_window_on_the_device_matches_the_cpu_model(cell, output, dropout):
     """Loss, every parameter's gradient (embeddings and h0 included) and the carried
-    state after one window, then the clipped SGD step."""
-    from stages.rnnlm.device import DeviceModel
+    state after one window (the same dropout masks from the same RNG state), the clipped
+    SGD step, and an evaluation window."""
+    from stages.rnnlm.device import DeviceModel, device_optimiser
     from tests.rnnlm.test_train import small_model
     model = small_model(cell, output, V=9, D=4, H=5, dtype=np.float32)
+    model.keep, model.rng_state = 1.0 - dropout, np.array([12345], np.uint64)
     device = DeviceModel(model)
     rng = np.random.default_rng(5)
     ids, targets = rng.integers(0, 9, (3, 2)), rng.integers(0, 9, (3, 2))
     loss, state = model.train_window(ids, targets, model.initial_state(2), fresh=True)
+    model.rng_state[0] = 12345          # the device model draws its masks from the host's RNG
     device_loss, device_state = device.train_window(ids, targets, device.initial_state(2), fresh=True)
     assert device_loss == pytest.approx(loss, rel=1e-5)
     np.testing.assert_allclose(device.grads.copy_to_host(), model.grads, rtol=1e-4, atol=2e-6)
     np.testing.assert_allclose(device_state[0].copy_to_host(), state[0], rtol=1e-5, atol=1e-6)
-    cpu.clip_global_norm(model.grads, 0.1)
-    cpu.sgd_step(model.params, model.grads, np.float32(0.5))
-    device.step(0.1, 0.5)
-    np.testing.assert_allclose(device.params.copy_to_host(), model.params, rtol=1e-4, atol=2e-6)
+    assert gpu().clip_global_norm(device.grads, 0.1) == pytest.approx(
+        cpu.clip_global_norm(model.grads, 0.1), rel=1e-5)
+    host_params = model.params.copy()
+    Optimiser("sgd", 0).step(host_params, model.grads, 0.5)
+    device_optimiser(Optimiser("sgd", 0)).step(device.params, device.grads, 0.5)
+    np.testing.assert_allclose(device.params.copy_to_host(), host_params, rtol=1e-4, atol=2e-6)
+    model.params[...] = host_params
+    loss, _ = model.evaluate_window(ids, targets, state)
+    device_loss, _ = device.evaluate_window(ids, targets, device_state)
+    assert device_loss == pytest.approx(loss, rel=1e-5)
+
+
+@simulated
+def test_adam_on_the_device_follows_adam_on_the_host():
+    """Three steps from the same moments; the device copy of the state comes back equal."""
+    rng = np.random.default_rng(6)
+    params, grads = (rng.normal(size=50).astype(np.float32) for _ in range(2))
+    host = Optimiser("adam", 50)
+    device_params = cuda.to_device(params)
+    from stages.rnnlm.device import device_optimiser
+    on_device = device_optimiser(host)
+    for step in range(3):
+        on_device.step(device_params, cuda.to_device(grads * (step + 1)), 0.01)
+        host.step(params, grads * (step + 1), 0.01)
+    np.testing.assert_allclose(device_params.copy_to_host(), params, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(on_device.state["v"].copy_to_host(), host.state["v"], rtol=1e-5)
+    assert on_device.state["step"][0] == host.state["step"][0] == 3
+
+
+@pytest.fixture(scope="module")
+def tiny_inputs(tmp_path_factory):
+    """Corpus, vocabulary and word2vec stages on 12 built-in sentences, every 6th held out
+    (a few LM windows: the simulator runs each GPU thread in Python)."""
+    from pipeline.config import CorpusConfig, VocabConfig, Word2VecConfig
+    from pipeline.store import StageDir
+    from stages import corpus, vocab
+    from stages.word2vec import train as word2vec_train
+    root = tmp_path_factory.mktemp("tiny_lm")
+    corpus.run(CorpusConfig(builtin_sentences=12, heldout_every=6), {}, StageDir(root / "corpus"))
+    inputs = {"corpus": root / "corpus"}
+    vocab.run(VocabConfig(min_count=1), inputs, StageDir(root / "vocab"))
+    inputs["vocab"] = root / "vocab"
+    word2vec_train.run(Word2VecConfig(dim=6, epochs=1, threads=1), inputs,
+                       StageDir(root / "word2vec", quiet=True))
+    inputs["word2vec"] = root / "word2vec"
+    return inputs
+
+
+@simulated
+def test_the_stage_on_the_device_trains_as_on_the_cpu(tiny_inputs, tmp_path, monkeypatch):
+    """The whole rnnlm stage (GRU, HS, dropout, Adam, a checkpoint after every window, so the
+    host copies are synced each time) on the simulated GPU and on the CPU: the same
+    parameters and perplexities to float32 rounding."""
+    import json
+    from pipeline.config import RnnlmConfig
+    from pipeline.store import StageDir
+    from stages.rnnlm import train
+    cfg = RnnlmConfig(cell="gru", output="hs", hidden=8, batch_size=2, bptt=8, epochs=1,
+                      dropout=0.2, optimizer="adam", lr=0.01, threads=1, seed=4,
+                      eval_batch_size=2, diagnostic_windows=1, checkpoint_minutes=1e-9)
+    results = {}
+    for device in ("cpu", "cuda"):
+        monkeypatch.setattr(train, "choose_device", lambda requested, stage, chosen=device: chosen)
+        out = StageDir(tmp_path / device, quiet=True, fingerprint="test")
+        train.run(cfg, tiny_inputs, out)
+        results[device] = (dict(np.load(tmp_path / device / "model.npz")),
+                           json.loads((tmp_path / device / "metrics.json").read_text()))
+    (cpu_params, cpu_metrics), (gpu_params, gpu_metrics) = results["cpu"], results["cuda"]
+    assert gpu_metrics["device"] == "cuda" and cpu_metrics["device"] == "cpu"
+    assert cpu_metrics["train_tokens"] > 3 * cfg.batch_size * cfg.bptt     # several windows
+    for key in ("valid_perplexity", "test_perplexity"):
+        assert gpu_metrics[key] == pytest.approx(cpu_metrics[key], rel=1e-4), key
+    for name, value in cpu_params.items():
+        if name.startswith("param_"):
+            np.testing.assert_allclose(gpu_params[name], value, rtol=1e-3, atol=1e-5, err_msg=name)

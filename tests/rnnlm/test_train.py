@@ -159,8 +159,8 @@ def test_a_too_large_learning_rate_stops_with_advice(prepared, tmp_path):
         train_once(prepared, tmp_path / "run", cell="relu", lr=1e6, clip_norm=0.0)
 
 
-def test_cuda_for_the_stage_is_a_clear_error(prepared, tmp_path):
-    with pytest.raises(InputError, match="trains on the CPU in this version"):
+def test_cuda_without_a_usable_gpu_is_a_clear_error(prepared, tmp_path):
+    with pytest.raises(InputError, match="rnnlm.device = 'cuda' but .*use 'cpu' or 'auto'"):
         train_once(prepared, tmp_path / "run", device="cuda")
 
 
