@@ -48,8 +48,18 @@ def weight_gradients(d_w_x, d_w_h, d_b_x, d_b_h, d_zx, d_zh, x, h_prev):
     zx, zh = d_zx.reshape(T * B, G), d_zh.reshape(T * B, G)
     np.dot(zx.T, x.reshape(T * B, x.shape[2]), d_w_x)
     np.dot(zh.T, h_prev.reshape(T * B, h_prev.shape[2]), d_w_h)
-    d_b_x[:] = zx.sum(axis=0)
-    d_b_h[:] = zh.sum(axis=0)
+    column_sums(d_b_x, zx)
+    column_sums(d_b_h, zh)
+
+
+@njit(**KERNEL)
+def column_sums(out, m):
+    """out [G] = m [N, G] summed over rows (row by row, so the adds vectorise)."""
+    out[:] = 0.0
+    for n in range(m.shape[0]):
+        row = m[n]
+        for g in range(m.shape[1]):
+            out[g] += row[g]
 
 
 @njit(cache=True)
@@ -146,17 +156,24 @@ def lstm_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h):
 @njit(**KERNEL)
 def lstm_cell(z, c, h, recurrent, b_h, c_prev):
     """One stream's step: z [4H] pre-activations in (recurrent part and b_h still to add),
-    activated gates out; c, h [H] out. Separate loops per activation so each vectorises."""
+    activated gates out; c, h [H] out. Separate loops per activation so each vectorises,
+    each over a gate's own slice from 0: an index like z[2H + j] with a run-time H might be
+    negative as far as the compiler knows, and the wraparound check that Numba then emits
+    on every access stops vectorisation (measured: the window's cell steps 5.6 -> 1.35 ms)."""
     H = c.shape[0]
+    zi, zf, zg, zo = z[:H], z[H:2 * H], z[2 * H:3 * H], z[3 * H:]
     for k in range(2 * H):
         z[k] = sigmoid(z[k] + recurrent[k] + b_h[k])
-    for k in range(2 * H, 3 * H):
-        z[k] = tanh_(z[k] + recurrent[k] + b_h[k])
-    for k in range(3 * H, 4 * H):
-        z[k] = sigmoid(z[k] + recurrent[k] + b_h[k])
+    rg, bg = recurrent[2 * H:3 * H], b_h[2 * H:3 * H]
+    for k in range(H):
+        zg[k] = tanh_(zg[k] + rg[k] + bg[k])
+    ro, bo = recurrent[3 * H:], b_h[3 * H:]
+    for k in range(H):
+        zo[k] = sigmoid(zo[k] + ro[k] + bo[k])
     for j in range(H):
-        c[j] = z[H + j] * c_prev[j] + z[j] * z[2 * H + j]
-        h[j] = z[3 * H + j] * tanh_(c[j])
+        c[j] = zf[j] * c_prev[j] + zi[j] * zg[j]
+    for j in range(H):
+        h[j] = zo[j] * tanh_(c[j])
 
 
 @njit(**KERNEL)
@@ -183,21 +200,23 @@ def lstm_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms
 def lstm_cell_backward(dz, carry_h, carry_c, dc, z, c, c_prev, d_h):
     """One stream's step back: carry_h in: dE/dh_t from the future, out: the total
     (with d_h [H] from above); carry_c in: dE/dc_t from the future, out: dE/dc_(t-1);
-    dz [4H] out: the pre-activation gradients; dc [H] scratch."""
+    dz [4H] out: the pre-activation gradients; dc [H] scratch. Gate slices as in lstm_cell."""
     H = c.shape[0]
+    zi, zf, zg, zo = z[:H], z[H:2 * H], z[2 * H:3 * H], z[3 * H:]
+    di, df, dg, do = dz[:H], dz[H:2 * H], dz[2 * H:3 * H], dz[3 * H:]
     for j in range(H):
         dh = d_h[j] + carry_h[j]
         carry_h[j] = dh
         tanh_c = tanh_(c[j])
-        dc[j] = carry_c[j] + dh * z[3 * H + j] * (1.0 - tanh_c * tanh_c)
-        dz[3 * H + j] = dh * tanh_c * z[3 * H + j] * (1.0 - z[3 * H + j])
+        dc[j] = carry_c[j] + dh * zo[j] * (1.0 - tanh_c * tanh_c)
+        do[j] = dh * tanh_c * zo[j] * (1.0 - zo[j])
     for j in range(H):
-        dz[j] = dc[j] * z[2 * H + j] * z[j] * (1.0 - z[j])
+        di[j] = dc[j] * zg[j] * zi[j] * (1.0 - zi[j])
     for j in range(H):
-        dz[H + j] = dc[j] * c_prev[j] * z[H + j] * (1.0 - z[H + j])
+        df[j] = dc[j] * c_prev[j] * zf[j] * (1.0 - zf[j])
     for j in range(H):
-        dz[2 * H + j] = dc[j] * z[j] * (1.0 - z[2 * H + j] * z[2 * H + j])
-        carry_c[j] = dc[j] * z[H + j]
+        dg[j] = dc[j] * zi[j] * (1.0 - zg[j] * zg[j])
+        carry_c[j] = dc[j] * zf[j]
 
 
 # ------------------------------------------------------------------------------------- GRU
@@ -212,14 +231,25 @@ def gru_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h):
     for t in range(T):
         np.dot(h_all[t], w_h.T, recurrent)
         for b in range(B):
-            zx, zh, out = projected[t, b], recurrent[b], gates[t, b]
-            for j in range(H):
-                r = sigmoid(zx[j] + zh[j] + b_h[j])
-                z = sigmoid(zx[H + j] + zh[H + j] + b_h[H + j])
-                hn = zh[2 * H + j] + b_h[2 * H + j]
-                n = tanh_(zx[2 * H + j] + r * hn)
-                out[j], out[H + j], out[2 * H + j], out[3 * H + j] = r, z, n, hn
-                h_all[t + 1, b, j] = (1.0 - z) * n + z * h_all[t, b, j]
+            gru_cell(gates[t, b], h_all[t + 1, b], projected[t, b], recurrent[b], b_h, h_all[t, b])
+
+
+@njit(**KERNEL)
+def gru_cell(out, h, zx, zh, b_h, h_prev):
+    """One stream's step: zx [3H] = x W_x^T + b_x, zh [3H] = h_prev W_h^T; out [4H]: r, z,
+    n, hn; h [H] out. Gate slices from 0, as in lstm_cell."""
+    H = h.shape[0]
+    zxr, zxz, zxn = zx[:H], zx[H:2 * H], zx[2 * H:]
+    zhr, zhz, zhn = zh[:H], zh[H:2 * H], zh[2 * H:]
+    bhr, bhz, bhn = b_h[:H], b_h[H:2 * H], b_h[2 * H:]
+    out_r, out_z, out_n, out_hn = out[:H], out[H:2 * H], out[2 * H:3 * H], out[3 * H:]
+    for j in range(H):
+        r = sigmoid(zxr[j] + zhr[j] + bhr[j])
+        z = sigmoid(zxz[j] + zhz[j] + bhz[j])
+        hn = zhn[j] + bhn[j]
+        n = tanh_(zxn[j] + r * hn)
+        out_r[j], out_z[j], out_n[j], out_hn[j] = r, z, n, hn
+        h[j] = (1.0 - z) * n + z * h_prev[j]
 
 
 @njit(**KERNEL)
@@ -232,17 +262,8 @@ def gru_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms,
     direct = np.empty((B, H), dtype=gates.dtype)
     for t in range(T - 1, -1, -1):
         for b in range(B):
-            gate, dzx, dzh = gates[t, b], d_zx[t, b], d_zh[t, b]
-            for j in range(H):
-                r, z, n, hn = gate[j], gate[H + j], gate[2 * H + j], gate[3 * H + j]
-                dh = d_h[t, b, j] + carry[b, j]
-                carry[b, j] = dh        # the total, for the norm below
-                dn = dh * (1.0 - z) * (1.0 - n * n)
-                dr = dn * hn * r * (1.0 - r)
-                dz = dh * (h_all[t, b, j] - n) * z * (1.0 - z)
-                dzx[j], dzx[H + j], dzx[2 * H + j] = dr, dz, dn
-                dzh[j], dzh[H + j], dzh[2 * H + j] = dr, dz, dn * r
-                direct[b, j] = dh * z
+            gru_cell_backward(d_zx[t, b], d_zh[t, b], carry[b], direct[b], gates[t, b],
+                              h_all[t, b], d_h[t, b])
         d_h_norms[t] = stream_norms(carry)
         np.dot(d_zh[t], w_h, carry)
         carry += direct
@@ -250,6 +271,25 @@ def gru_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms,
     d_c_init[:] = 0.0
     weight_gradients(d_w_x, d_w_h, d_b_x, d_b_h, d_zx, d_zh, x, h_all[:T])
     input_gradient(d_x, d_zx, w_x)
+
+
+@njit(**KERNEL)
+def gru_cell_backward(dzx, dzh, carry, direct, gate, h_prev, d_h):
+    """One stream's step back: carry in: dE/dh_t from the future, out: the total (for the
+    norms); direct out: dh z (the part of dE/dh_(t-1) that skips W_h); dzx, dzh [3H] out."""
+    H = carry.shape[0]
+    r, z, n, hn = gate[:H], gate[H:2 * H], gate[2 * H:3 * H], gate[3 * H:]
+    dxr, dxz, dxn = dzx[:H], dzx[H:2 * H], dzx[2 * H:]
+    dhr, dhz, dhn = dzh[:H], dzh[H:2 * H], dzh[2 * H:]
+    for j in range(H):
+        dh = d_h[j] + carry[j]
+        carry[j] = dh
+        dn = dh * (1.0 - z[j]) * (1.0 - n[j] * n[j])
+        dr = dn * hn[j] * r[j] * (1.0 - r[j])
+        dz = dh * (h_prev[j] - n[j]) * z[j] * (1.0 - z[j])
+        dxr[j], dxz[j], dxn[j] = dr, dz, dn
+        dhr[j], dhz[j], dhn[j] = dr, dz, dn * r[j]
+        direct[j] = dh * z[j]
 
 
 # ----------------------------------------------------------------------------- output layers
