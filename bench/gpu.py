@@ -182,21 +182,16 @@ def rnnlm_stage(brown: Path, root: Path, epochs: int, with_cpu: bool) -> None:
 
 
 def register_report() -> None:
-    """Registers and memory per thread of every kernel compiled in this process (local
-    memory above zero means spills or local arrays)."""
-    from numba.cuda.dispatcher import CUDADispatcher
+    """Registers and memory per thread of every kernel, compiled here for this GPU with a
+    real run's argument types (local memory above zero means spills or local arrays)."""
     from stages.rnnlm import cuda as lm_cuda
     from stages.word2vec import cuda as w2v_cuda
-    kernels = {f"word2vec.{'skipgram' if skipgram else 'cbow'}-{step.__name__[:2]}": kernel
-               for (step, skipgram), kernel in w2v_cuda.KERNELS.items()}
-    kernels.update({f"rnnlm.{name}": kernel for name, kernel in sorted(vars(lm_cuda).items())
-                    if isinstance(kernel, CUDADispatcher)})
     rows = []
-    for name, kernel in kernels.items():
-        if kernel.overloads and not kernel.targetoptions.get("device"):   # not device functions
-            rows.append([name, *[next(iter(usage.values())) for usage in (   # one signature
-                kernel.get_regs_per_thread(), kernel.get_local_mem_per_thread(),
-                kernel.get_shared_mem_per_block())]])
+    for module in (w2v_cuda, lm_cuda):
+        for name, (kernel, signature) in module.kernel_signatures().items():
+            compiled = kernel.compile(signature)
+            rows.append([f"{module.__name__.split('.')[1]}.{name}", compiled.regs_per_thread,
+                         compiled.local_mem_per_thread, compiled.shared_mem_per_block])
     print("\nkernel registers and memory (bytes)")
     print_table(["kernel", "registers/thread", "local/thread", "shared/block"], rows)
 

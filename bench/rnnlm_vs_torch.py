@@ -10,6 +10,7 @@ PyTorch's embedding layer is trained from uniform(-0.1, 0.1), as in its word_lan
 example. Threads: 2 for training, 1 for the generation latency (B = 1, temperature 1).
 
     python bench/rnnlm_vs_torch.py [--epochs 3] [--configs tanh,lstm] [--threads 2]
+    python bench/rnnlm_vs_torch.py --ours-only --outputs hs --set rnnlm.lr=40   # tuning runs
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import EN_MIX, print_table, require, scratch_dir  # noqa: E402
-from pipeline.config import CorpusConfig, RnnlmConfig, VocabConfig, Word2VecConfig  # noqa: E402
+from pipeline.config import (CorpusConfig, RnnlmConfig, VocabConfig, Word2VecConfig,  # noqa: E402
+                             parse_override)
 from pipeline.store import StageDir  # noqa: E402
 from stages import corpus, vocab  # noqa: E402
 from stages.rnnlm import data, train  # noqa: E402
@@ -31,6 +33,7 @@ from stages.rnnlm.generate import LanguageModel  # noqa: E402
 from stages.word2vec import train as word2vec_train  # noqa: E402
 
 LR = {"lstm": 20.0, "tanh": 1.0}
+PEER = {"softmax": "softmax", "hs": "adaptive"}      # PyTorch's counterpart of each output
 
 
 def prepare(root: Path, threads: int) -> dict:
@@ -47,11 +50,13 @@ def prepare(root: Path, threads: int) -> dict:
     return inputs
 
 
-def ours(inputs: dict, root: Path, cell: str, output: str, epochs: int, threads: int) -> dict:
+def ours(inputs: dict, root: Path, cell: str, output: str, epochs: int, threads: int,
+         overrides: dict | None = None) -> dict:
     out = root / f"ours-{cell}-{output}"
-    cfg = RnnlmConfig(cell=cell, output=output, hidden=256, batch_size=32, bptt=35,
-                      clip_norm=0.25, lr=LR[cell], epochs=epochs, threads=threads,
-                      diagnostic_windows=0)
+    settings = {"cell": cell, "output": output, "hidden": 256, "batch_size": 32, "bptt": 35,
+                "clip_norm": 0.25, "lr": LR[cell], "epochs": epochs, "threads": threads,
+                "diagnostic_windows": 0, **(overrides or {})}
+    cfg = RnnlmConfig(**settings)
     train.run(cfg, inputs, StageDir(out, quiet=True))
     metrics = json.loads((out / "metrics.json").read_text())
     train.set_threads(1)
@@ -80,20 +85,31 @@ def main():
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--configs", default="tanh,lstm", help="cells, comma-separated")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--outputs", default="softmax,hs", help="output layers, comma-separated")
+    parser.add_argument("--ours-only", action="store_true", help="skip PyTorch (tuning runs)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="rnnlm.KEY=VALUE", help="change a setting of our model")
     args = parser.parse_args()
+    overrides = {key: value for _, key, value in map(parse_override, args.overrides)}
     root = scratch_dir()
     train.set_threads(args.threads)
     inputs = prepare(root, args.threads)
     streams, V = lm_streams(inputs)
-    from bench import torch_lm                    # the PyTorch side
     rows = []
     for cell in args.configs.split(","):
-        for output, peer in (("softmax", "softmax"), ("hs", "adaptive")):
-            mine = ours(inputs, root, cell, output, args.epochs, args.threads)
+        for output in args.outputs.split(","):
+            mine = ours(inputs, root, cell, output, args.epochs, args.threads, overrides)
+            if args.ours_only:
+                print(f"{cell} {output} {overrides}: {mine}", flush=True)
+                continue
+            from bench import torch_lm                    # the PyTorch side
+            peer = PEER[output]
             theirs = torch_lm.run(cell, peer, streams, V, args.epochs, LR[cell], args.threads)
             rows.append(row(cell, output, peer, mine, theirs))
             print_table(HEADER, rows[-1:])
             sys.stdout.flush()
+    if not rows:
+        return
     print(f"\nBrown, V = {V}, {args.epochs} epoch(s), {args.threads} threads; generation on 1 thread")
     print_table(HEADER, rows)
 

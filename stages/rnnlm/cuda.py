@@ -656,9 +656,9 @@ def adam_step(params, grads, m, v, lr, beta1, beta2, eps, step):
                                     1.0 - beta2 ** step)
 
 
-def compile_all_ptx(cc=(9, 0)) -> dict[str, str]:
-    """PTX of every kernel for compute capability `cc` with a real run's argument types
-    (float32 arrays, int64 ids); needs no GPU (see word2vec.cuda.compile_all_ptx)."""
+def kernel_signatures() -> dict:
+    """{name: (kernel, argument types)} for every kernel, with a real run's argument types
+    (float32 arrays, int64 ids): for compile_all_ptx, and for bench/gpu.py's register report."""
     from numba import typeof
     f32 = np.float32
     m2, v1, i2 = np.zeros((4, 4), f32), np.zeros(4, f32), np.zeros((2, 2), np.int64)
@@ -689,9 +689,14 @@ def compile_all_ptx(cc=(9, 0)) -> dict[str, str]:
         "axpy": (_axpy, (v1, f32(0.5), v1)), "fill": (_fill, (v1, 0.0)),
         "adam": (_adam, (v1, v1, v1, v1, f32(0.5)) + (0.5,) * 5),
     }
+    return {name: (kernel, tuple(typeof(a) for a in args)) for name, (kernel, args) in examples.items()}
+
+
+def compile_all_ptx(cc=(9, 0)) -> dict[str, str]:
+    """PTX of every kernel for compute capability `cc`; needs no GPU (see
+    word2vec.cuda.compile_all_ptx)."""
     ptx = {}
     with w2v_cuda.device_functions_compile_for(cc):
-        for name, (kernel, args) in examples.items():
-            signature = tuple(typeof(a) for a in args)
+        for name, (kernel, signature) in kernel_signatures().items():
             ptx[name], _ = cuda.compile_ptx(kernel.py_func, signature, cc=cc)
     return ptx

@@ -288,9 +288,9 @@ def cbow(output_step, vectors, weights, counters, tokens, offsets, thread_senten
            rng_states, scratch)
 
 
-def compile_all_ptx(cc=(9, 0)) -> dict[str, str]:
-    """PTX of every training kernel for compute capability `cc`, with the argument types of
-    a real run (float32 weights, int32 tokens, ...). Needs no GPU, only numba-cuda and NVVM."""
+def kernel_signatures() -> dict:
+    """{name: (kernel, argument types)} for every training kernel, with the argument types
+    of a real run (float32 weights, int32 tokens, ...)."""
     from numba import typeof
     V, D, L = 10, 100, 4
     common = (np.zeros((V, D), np.float32), np.zeros((V, D), np.float32),
@@ -301,12 +301,19 @@ def compile_all_ptx(cc=(9, 0)) -> dict[str, str]:
              cpu.ns_step: (np.zeros(V), np.zeros(V, np.int32), np.int64(5))}
     tail = (np.int64(5), True, 0.025, 0.0001, np.int64(0), np.int64(100),
             np.zeros(2, np.uint64), np.zeros((2, 16), np.int32))
+    signatures = {}
+    for (step, skipgram), kernel in KERNELS.items():
+        name = f"{'skipgram' if skipgram else 'cbow'}_{'hs' if step is cpu.hs_step else 'ns'}"
+        signatures[name] = (kernel, tuple(typeof(a) for a in (*common, *heads[step], *tail)))
+    return signatures
+
+
+def compile_all_ptx(cc=(9, 0)) -> dict[str, str]:
+    """PTX of every training kernel for compute capability `cc`. Needs no GPU, only
+    numba-cuda and NVVM."""
     ptx = {}
     with device_functions_compile_for(cc):
-        for (step, skipgram), kernel in KERNELS.items():
-            args = (*common, *heads[step], *tail)
-            signature = tuple(typeof(a) for a in args)
-            name = f"{'skipgram' if skipgram else 'cbow'}_{'hs' if step is cpu.hs_step else 'ns'}"
+        for name, (kernel, signature) in kernel_signatures().items():
             ptx[name], _ = cuda.compile_ptx(kernel.py_func, signature, cc=cc)
     return ptx
 
