@@ -164,6 +164,11 @@ def test_cuda_without_a_usable_gpu_is_a_clear_error(prepared, tmp_path):
         train_once(prepared, tmp_path / "run", device="cuda")
 
 
+def test_auto_without_a_usable_gpu_trains_on_the_cpu_and_says_so(prepared, tmp_path):
+    _, metrics = train_once(prepared, tmp_path / "run", device="auto", epochs=1)
+    assert metrics["device"] == "cpu"
+
+
 def test_external_embeddings_set_the_input_size(prepared, tmp_path):
     words = vocab.load_vocab(prepared["vocab"])[0][:40]
     rng = np.random.default_rng(0)
