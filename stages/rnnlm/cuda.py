@@ -166,21 +166,29 @@ def multiply(y, x):
 # as much as a launch. Forward reads W_h^T [H, G] (a transposed copy made once per window:
 # across a warp j varies, so those loads are coalesced); backward reads W_h [G, H] directly.
 @cuda.jit(device=True, inline=True)
-def _dot_column(h_all, t, b, w_hT, column):
-    """sum_m h_all[t, b, m] w_hT[m, column]: unit `column` of h_t W_h^T."""
+def _times_column(a, t, b, m, column):
+    """sum_k a[t, b, k] m[k, column]: one unit of a[t, b] m. Forward: a = h_all, m = W_h^T
+    (unit `column` of h_t W_h^T); backward: a = d_z, m = W_h (what flows back to h_(t-1))."""
     total = float32(0.0)
-    for m in range(w_hT.shape[0]):
-        total += h_all[t, b, m] * w_hT[m, column]
+    for k in range(m.shape[0]):
+        total += a[t, b, k] * m[k, column]
     return total
 
 
 @cuda.jit(device=True, inline=True)
-def _dot_row(d_z, t, b, w_h, j):
-    """sum_g d_z[t, b, g] w_h[g, j]: unit j of d_z_t W_h (what flows back to h_{t-1})."""
-    total = float32(0.0)
-    for g in range(w_h.shape[0]):
-        total += d_z[t, b, g] * w_h[g, j]
-    return total
+def _total_dh(d_h, d_next, t, b, j, w_h):
+    """dE/dh_t of unit (b, j): from the output layer, plus (but at the window's last step)
+    what step t + 1's pre-activation gradients d_next[t + 1] send back through W_h."""
+    dh = d_h[t, b, j]
+    if t + 1 < d_h.shape[0]:
+        dh += _times_column(d_next, t + 1, b, w_h, j)
+    return dh
+
+
+@cuda.jit(device=True, inline=True)
+def _stored_gates(gates, t, b, j, H):
+    """The four values the forward step stored for unit (b, j) at step t."""
+    return gates[t, b, j], gates[t, b, H + j], gates[t, b, 2 * H + j], gates[t, b, 3 * H + j]
 
 
 @cuda.jit
@@ -238,7 +246,7 @@ def _elman_step(t, gates, h_all, w_hT, b_x, b_h, relu):
     B, H = h_all.shape[1], h_all.shape[2]
     if k < B * H:
         b, j = k // H, k % H
-        a = gates[t, b, j] + _dot_column(h_all, t, b, w_hT, j) + b_x[j] + b_h[j]
+        a = gates[t, b, j] + _times_column(h_all, t, b, w_hT, j) + b_x[j] + b_h[j]
         gates[t, b, j] = a
         h_all[t + 1, b, j] = max(a, 0.0) if relu else math.tanh(a)
 
@@ -247,12 +255,10 @@ def _elman_step(t, gates, h_all, w_hT, b_x, b_h, relu):
 def _elman_step_back(t, d_a, carry, d_h, h_all, gates, w_h, relu):
     """carry[b, j] out: dE/dh_t in total (d_h[t] + d_a[t + 1] W_h); d_a[t] = dE/da_t."""
     k = cuda.grid(1)
-    T, B, H = d_h.shape
+    B, H = carry.shape
     if k < B * H:
         b, j = k // H, k % H
-        dh = d_h[t, b, j]
-        if t + 1 < T:
-            dh += _dot_row(d_a, t + 1, b, w_h, j)
+        dh = _total_dh(d_h, d_a, t, b, j, w_h)
         carry[b, j] = dh
         if relu:
             d_a[t, b, j] = dh if gates[t, b, j] > 0 else 0.0
@@ -332,10 +338,8 @@ def _lstm_step_back(t, d_z, carry_h, carry_c, d_h, gates, c_all, w_h):
     T, B, H = d_h.shape
     if k < B * H:
         b, j = k // H, k % H
-        i, f, g, o = gates[t, b, j], gates[t, b, H + j], gates[t, b, 2 * H + j], gates[t, b, 3 * H + j]
-        dh = d_h[t, b, j]
-        if t + 1 < T:
-            dh += _dot_row(d_z, t + 1, b, w_h, j)
+        i, f, g, o = _stored_gates(gates, t, b, j, H)
+        dh = _total_dh(d_h, d_z, t, b, j, w_h)
         carry_h[b, j] = dh
         from_future = carry_c[b, j] if t + 1 < T else 0.0
         tanh_c = math.tanh(c_all[t + 1, b, j])
@@ -400,10 +404,10 @@ def _gru_step_back(t, d_zx, d_zh, carry, direct, d_h, h_all, gates, w_h):
     T, B, H = d_h.shape
     if k < B * H:
         b, j = k // H, k % H
-        r, z, n, hn = gates[t, b, j], gates[t, b, H + j], gates[t, b, 2 * H + j], gates[t, b, 3 * H + j]
-        dh = d_h[t, b, j]
+        r, z, n, hn = _stored_gates(gates, t, b, j, H)
+        dh = _total_dh(d_h, d_zh, t, b, j, w_h)
         if t + 1 < T:
-            dh += _dot_row(d_zh, t + 1, b, w_h, j) + direct[b, j]
+            dh += direct[b, j]
         carry[b, j] = dh
         dn = dh * (1.0 - z) * (1.0 - n * n)
         dr = dn * hn * r * (1.0 - r)

@@ -199,21 +199,11 @@ def test_adam_on_the_device_follows_adam_on_the_host():
 
 @pytest.fixture(scope="module")
 def tiny_inputs(tmp_path_factory):
-    """Corpus, vocabulary and word2vec stages on 12 built-in sentences, every 6th held out
-    (a few LM windows: the simulator runs each GPU thread in Python)."""
-    from pipeline.config import CorpusConfig, VocabConfig, Word2VecConfig
-    from pipeline.store import StageDir
-    from stages import corpus, vocab
-    from stages.word2vec import train as word2vec_train
-    root = tmp_path_factory.mktemp("tiny_lm")
-    corpus.run(CorpusConfig(builtin_sentences=12, heldout_every=6), {}, StageDir(root / "corpus"))
-    inputs = {"corpus": root / "corpus"}
-    vocab.run(VocabConfig(min_count=1), inputs, StageDir(root / "vocab"))
-    inputs["vocab"] = root / "vocab"
-    word2vec_train.run(Word2VecConfig(dim=6, epochs=1, threads=1), inputs,
-                       StageDir(root / "word2vec", quiet=True))
-    inputs["word2vec"] = root / "word2vec"
-    return inputs
+    """12 built-in sentences, every 6th held out: a few LM windows (the simulator runs each
+    GPU thread in Python)."""
+    from tests.rnnlm.test_train import lm_inputs
+    return lm_inputs(tmp_path_factory.mktemp("tiny_lm"), sentences=12, min_count=1, dim=6,
+                     heldout_every=6)
 
 
 @simulated

@@ -19,18 +19,22 @@ from stages.word2vec import train as word2vec_train
 from tests.conftest import central_differences
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    """Corpus, vocabulary and word2vec stages on a small built-in corpus."""
-    root = tmp_path_factory.mktemp("lm")
-    corpus.run(CorpusConfig(builtin_sentences=3000), {}, StageDir(root / "corpus"))
+def lm_inputs(root, sentences: int, min_count: int, dim: int, heldout_every: int = 20) -> dict:
+    """Corpus, vocabulary and word2vec stages on `sentences` built-in sentences."""
+    corpus.run(CorpusConfig(builtin_sentences=sentences, heldout_every=heldout_every), {},
+               StageDir(root / "corpus"))
     inputs = {"corpus": root / "corpus"}
-    vocab.run(VocabConfig(min_count=2), inputs, StageDir(root / "vocab"))
+    vocab.run(VocabConfig(min_count=min_count), inputs, StageDir(root / "vocab"))
     inputs["vocab"] = root / "vocab"
-    word2vec_train.run(Word2VecConfig(dim=12, epochs=1, threads=1), inputs,
+    word2vec_train.run(Word2VecConfig(dim=dim, epochs=1, threads=1), inputs,
                        StageDir(root / "word2vec", quiet=True))
     inputs["word2vec"] = root / "word2vec"
     return inputs
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    return lm_inputs(tmp_path_factory.mktemp("lm"), sentences=3000, min_count=2, dim=12)
 
 
 def train_once(prepared, out_dir, **settings):
