@@ -149,15 +149,18 @@ def test_rnnlm_cuda_kernels_compile_to_ptx_for_sm90():
 
 
 @simulated
-@pytest.mark.parametrize("cell, output, dropout", [("lstm", "softmax", 0.0), ("irnn", "hs", 0.0),
-                                                   ("gru", "softmax", 0.4), ("tanh", "hs", 0.3)])
-def test_a_whole_training_window_on_the_device_matches_the_cpu_model(cell, output, dropout):
-    """Loss, every parameter's gradient (embeddings and h0 included) and the carried
-    state after one window (the same dropout masks from the same RNG state), the clipped
-    SGD step, and an evaluation window."""
+@pytest.mark.parametrize("cell, output, dropout, train_embeddings", [
+    ("lstm", "softmax", 0.0, True), ("irnn", "hs", 0.0, True), ("gru", "softmax", 0.4, True),
+    ("tanh", "hs", 0.3, True), ("lstm", "hs", 0.2, False)])
+def test_a_whole_training_window_on_the_device_matches_the_cpu_model(cell, output, dropout,
+                                                                     train_embeddings):
+    """Loss, every parameter's gradient (embeddings, when trained, and h0 included) and the
+    carried state after one window (the same dropout masks from the same RNG state), the
+    clipped SGD step, and an evaluation window."""
     from stages.rnnlm.device import DeviceModel, device_optimiser
     from tests.rnnlm.test_train import small_model
-    model = small_model(cell, output, V=9, D=4, H=5, dtype=np.float32)
+    model = small_model(cell, output, V=9, D=4, H=5, dtype=np.float32,
+                        train_embeddings=train_embeddings)
     model.keep, model.rng_state = 1.0 - dropout, np.array([12345], np.uint64)
     device = DeviceModel(model)
     rng = np.random.default_rng(5)

@@ -46,13 +46,14 @@ def train_once(prepared, out_dir, **settings):
     return dict(np.load(out_dir / "model.npz")), json.loads((out_dir / "metrics.json").read_text())
 
 
-def small_model(cell, output, V=7, D=3, H=4, seed=0, dtype=np.float64):
-    arch = Architecture(cell, output, V, D, H, True)
+def small_model(cell, output, V=7, D=3, H=4, seed=0, dtype=np.float64, train_embeddings=True):
+    arch = Architecture(cell, output, V, D, H, train_embeddings)
     shapes = parameter_shapes(arch)
     rng = np.random.default_rng(seed)
     params = np.zeros(flat_size(shapes), dtype)
     huffman = data.lm_huffman(rng.integers(1, 50, V)) if output == "hs" else None
-    model = Model(arch, params, None, huffman)
+    frozen = None if train_embeddings else rng.normal(size=(V, D)).astype(dtype)
+    model = Model(arch, params, frozen, huffman)
     initialise(model.p, arch, rng)
     params += rng.normal(scale=0.3, size=params.size)     # also h0, c0, biases, HS nodes
     return model
