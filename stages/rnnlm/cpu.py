@@ -237,19 +237,21 @@ def gru_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h):
 @njit(**KERNEL)
 def gru_cell(out, h, zx, zh, b_h, h_prev):
     """One stream's step: zx [3H] = x W_x^T + b_x, zh [3H] = h_prev W_h^T; out [4H]: r, z,
-    n, hn; h [H] out. Gate slices from 0, as in lstm_cell."""
+    n, hn; h [H] out. Gate slices from 0, as in lstm_cell, and one short loop per quantity:
+    a loop over ten arrays needs more run-time overlap checks than LLVM will emit, and it
+    then stays scalar (measured: 6.6 -> 1.5 ms for a window's cell steps)."""
     H = h.shape[0]
-    zxr, zxz, zxn = zx[:H], zx[H:2 * H], zx[2 * H:]
-    zhr, zhz, zhn = zh[:H], zh[H:2 * H], zh[2 * H:]
-    bhr, bhz, bhn = b_h[:H], b_h[H:2 * H], b_h[2 * H:]
-    out_r, out_z, out_n, out_hn = out[:H], out[H:2 * H], out[2 * H:3 * H], out[3 * H:]
+    r, z, n, hn = out[:H], out[H:2 * H], out[2 * H:3 * H], out[3 * H:]
+    for j in range(2 * H):          # r and z
+        out[j] = sigmoid(zx[j] + zh[j] + b_h[j])
+    zhn, bhn = zh[2 * H:], b_h[2 * H:]
     for j in range(H):
-        r = sigmoid(zxr[j] + zhr[j] + bhr[j])
-        z = sigmoid(zxz[j] + zhz[j] + bhz[j])
-        hn = zhn[j] + bhn[j]
-        n = tanh_(zxn[j] + r * hn)
-        out_r[j], out_z[j], out_n[j], out_hn[j] = r, z, n, hn
-        h[j] = (1.0 - z) * n + z * h_prev[j]
+        hn[j] = zhn[j] + bhn[j]
+    zxn = zx[2 * H:]
+    for j in range(H):
+        n[j] = tanh_(zxn[j] + r[j] * hn[j])
+    for j in range(H):
+        h[j] = (1.0 - z[j]) * n[j] + z[j] * h_prev[j]
 
 
 @njit(**KERNEL)
@@ -276,20 +278,25 @@ def gru_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms,
 @njit(**KERNEL)
 def gru_cell_backward(dzx, dzh, carry, direct, gate, h_prev, d_h):
     """One stream's step back: carry in: dE/dh_t from the future, out: the total (for the
-    norms); direct out: dh z (the part of dE/dh_(t-1) that skips W_h); dzx, dzh [3H] out."""
+    norms); direct out: dh z (the part of dE/dh_(t-1) that skips W_h); dzx, dzh [3H] out.
+    Short loops over gate slices, as in gru_cell."""
     H = carry.shape[0]
     r, z, n, hn = gate[:H], gate[H:2 * H], gate[2 * H:3 * H], gate[3 * H:]
     dxr, dxz, dxn = dzx[:H], dzx[H:2 * H], dzx[2 * H:]
     dhr, dhz, dhn = dzh[:H], dzh[H:2 * H], dzh[2 * H:]
     for j in range(H):
-        dh = d_h[j] + carry[j]
-        carry[j] = dh
-        dn = dh * (1.0 - z[j]) * (1.0 - n[j] * n[j])
-        dr = dn * hn[j] * r[j] * (1.0 - r[j])
-        dz = dh * (h_prev[j] - n[j]) * z[j] * (1.0 - z[j])
-        dxr[j], dxz[j], dxn[j] = dr, dz, dn
-        dhr[j], dhz[j], dhn[j] = dr, dz, dn * r[j]
-        direct[j] = dh * z[j]
+        carry[j] += d_h[j]
+    for j in range(H):
+        dxn[j] = carry[j] * (1.0 - z[j]) * (1.0 - n[j] * n[j])
+    for j in range(H):
+        dhn[j] = dxn[j] * r[j]
+        dxr[j] = dxn[j] * hn[j] * r[j] * (1.0 - r[j])
+    for j in range(H):
+        dxz[j] = carry[j] * (h_prev[j] - n[j]) * z[j] * (1.0 - z[j])
+    for j in range(H):
+        direct[j] = carry[j] * z[j]
+    dhr[:] = dxr
+    dhz[:] = dxz
 
 
 # ----------------------------------------------------------------------------- output layers
