@@ -10,6 +10,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 EN_MIX = SHARED_DATA / "corpora" / "en-mix"
+# the word2vec configurations the benchmarks compare: name -> (model, loss)
+WORD2VEC_CONFIGS = {"sg-hs": ("skipgram", "hs"), "cbow-hs": ("cbow", "hs"),
+                    "sg-ns": ("skipgram", "ns"), "cbow-ns": ("cbow", "ns")}
 
 
 def require(path: Path) -> Path:
@@ -27,6 +30,19 @@ def concatenated_en_mix(folder: Path) -> Path:
                 with open(path, "rb") as handle:
                     shutil.copyfileobj(handle, out)
     return target
+
+
+def word2vec_inputs(root: Path, texts: list[Path]) -> dict:
+    """Our corpus (every line trains: no held-out lines) and vocabulary (min_count 5)
+    stages over `texts`: the inputs of a word2vec run."""
+    from pipeline.config import CorpusConfig, VocabConfig
+    from pipeline.store import StageDir
+    from stages import corpus, vocab
+    corpus.run(CorpusConfig(path=tuple(map(str, texts)), heldout_every=0), {},
+               StageDir(root / "corpus", quiet=True))
+    vocab.run(VocabConfig(min_count=5), {"corpus": root / "corpus"},
+              StageDir(root / "vocab", quiet=True))
+    return {"corpus": root / "corpus", "vocab": root / "vocab"}
 
 
 def scratch_dir() -> Path:

@@ -35,24 +35,14 @@ if not hasattr(np, "row_stack"):
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import EN_MIX, SHARED_DATA, print_table, scratch_dir  # noqa: E402
-from pipeline.config import CorpusConfig, VocabConfig, Word2VecConfig  # noqa: E402
+from bench.common import (EN_MIX, SHARED_DATA, WORD2VEC_CONFIGS, print_table,  # noqa: E402
+                          scratch_dir, word2vec_inputs)
+from pipeline.config import Word2VecConfig  # noqa: E402
 from pipeline.store import StageDir  # noqa: E402
 from stages import corpus, evaluate, vocab  # noqa: E402
 from stages.vectors import Vectors  # noqa: E402
 from stages.word2vec import cpu, train  # noqa: E402
 from stages.word2vec.rng import seed_states  # noqa: E402
-
-CONFIGS = {"sg-hs": ("skipgram", "hs"), "cbow-hs": ("cbow", "hs"), "sg-ns": ("skipgram", "ns"),
-           "cbow-ns": ("cbow", "ns")}
-
-
-def prepare(root: Path, texts: list[Path]) -> dict:
-    corpus.run(CorpusConfig(path=tuple(map(str, texts)), heldout_every=0), {},
-               StageDir(root / "corpus", quiet=True))
-    vocab.run(VocabConfig(min_count=5), {"corpus": root / "corpus"}, StageDir(root / "vocab", quiet=True))
-    return {"corpus": root / "corpus", "vocab": root / "vocab"}
-
 
 def check_against_cpu(inputs: dict, model: str, loss: str, sentences: int = 500) -> float:
     """Largest |GPU - CPU| of the vectors after one pass, one worker vs one thread."""
@@ -96,7 +86,7 @@ def check_against_cpu(inputs: dict, model: str, loss: str, sentences: int = 500)
 
 def train_and_score(inputs: dict, root: Path, name: str, device: str, epochs: int,
                     questions: Path, workers: int = 0) -> dict:
-    model, loss = CONFIGS[name]
+    model, loss = WORD2VEC_CONFIGS[name]
     out = root / f"{name}-{device}"
     cfg = Word2VecConfig(model=model, loss=loss, epochs=epochs, device=device, seed=1,
                          threads=workers,
@@ -152,25 +142,18 @@ def rnnlm_step(cell: str, output: str, windows: int = 20) -> dict:
 def rnnlm_stage(brown: Path, root: Path, epochs: int, with_cpu: bool) -> None:
     """The rnnlm stage on Brown, as bench/rnnlm_vs_torch.py sets it up (word2vec on the GPU
     here), with rnnlm.device = "cuda" (and "cpu" on every core with with_cpu)."""
-    from pipeline.config import RnnlmConfig
+    from bench.rnnlm_vs_torch import lm_config, prepare as prepare_brown
     from stages.rnnlm import train as lm_train
-    inputs = {"corpus": root / "lm-corpus", "vocab": root / "lm-vocab", "word2vec": root / "lm-w2v"}
-    corpus.run(CorpusConfig(path=(str(brown),), heldout_every=20), {}, StageDir(inputs["corpus"], quiet=True))
-    vocab.run(VocabConfig(min_count=1, max_vocab_size=10000), inputs, StageDir(inputs["vocab"], quiet=True))
-    train.run(Word2VecConfig(dim=128, device="cuda", chunk_words=5_000_000), inputs,
-              StageDir(inputs["word2vec"], quiet=True))
+    inputs = prepare_brown(root / "lm", 0, brown, device="cuda")
     rows = []
-    for cell, output, lr, extra in (("lstm", "softmax", 20.0, {}), ("lstm", "hs", 20.0, {}),
-                                    ("tanh", "softmax", 1.0, {}), ("tanh", "hs", 1.0, {}),
-                                    ("gru", "hs", 20.0, {}),
-                                    ("lstm", "hs", 0.002, {"optimizer": "adam", "dropout": 0.2})):
+    for cell, output, extra in (("lstm", "softmax", {}), ("lstm", "hs", {}), ("tanh", "softmax", {}),
+                                ("tanh", "hs", {}), ("gru", "hs", {}),
+                                ("lstm", "hs", {"optimizer": "adam", "lr": 0.002, "dropout": 0.2})):
         for device in ("cuda", "cpu") if with_cpu else ("cuda",):
             out = root / f"lm-{cell}-{output}-{device}-{len(extra)}"
-            cfg = RnnlmConfig(cell=cell, output=output, hidden=256, batch_size=32, bptt=35,
-                              clip_norm=0.25, lr=lr, epochs=epochs, threads=0, device=device,
-                              diagnostic_windows=0, **extra)
             clock = time.perf_counter()
-            lm_train.run(cfg, inputs, StageDir(out, quiet=True))
+            lm_train.run(lm_config(cell, output, epochs, 0, device=device, **extra), inputs,
+                         StageDir(out, quiet=True))
             metrics = json.loads((out / "metrics.json").read_text())
             rows.append([cell, output + "".join(f" {k}={v}" for k, v in extra.items()), device,
                          f"{metrics['train_tokens_per_second']:.0f}",
@@ -227,11 +210,11 @@ def main():
           f"{device.MULTIPROCESSOR_COUNT} SMs; CPU threads: {len(os.sched_getaffinity(0))}")
     root = scratch_dir()
     clock = time.perf_counter()
-    inputs = prepare(root, texts)
+    inputs = word2vec_inputs(root, texts)
     print(f"corpus + vocabulary: {time.perf_counter() - clock:.1f} s")
     for name in [] if args.gpu_only else args.configs.split(","):
         print(f"check {name}: max |GPU - CPU| of the vectors after one worker's pass = "
-              f"{check_against_cpu(inputs, *CONFIGS[name]):.2e}", flush=True)
+              f"{check_against_cpu(inputs, *WORD2VEC_CONFIGS[name]):.2e}", flush=True)
     for per_sm in map(int, args.workers_per_sm.split(",")):
         workers = per_sm * device.MULTIPROCESSOR_COUNT
         print(f"\n{workers} GPU workers ({per_sm} per SM)")

@@ -32,32 +32,40 @@ from stages.rnnlm import data, train  # noqa: E402
 from stages.rnnlm.generate import LanguageModel  # noqa: E402
 from stages.word2vec import train as word2vec_train  # noqa: E402
 
-LR = {"lstm": 20.0, "tanh": 1.0}
+LR = {"lstm": 20.0, "gru": 20.0, "tanh": 1.0}
 PEER = {"softmax": "softmax", "hs": "adaptive"}      # PyTorch's counterpart of each output
 
 
-def prepare(root: Path, threads: int) -> dict:
-    """Our corpus, vocabulary and word2vec stages on Brown."""
+def prepare(root: Path, threads: int, brown: Path = EN_MIX / "brown.txt",
+            device: str = "cpu") -> dict:
+    """Our corpus, vocabulary and word2vec stages on Brown (word2vec on `device`)."""
     inputs = {}
-    corpus.run(CorpusConfig(path=(str(require(EN_MIX / "brown.txt")),), heldout_every=20), {},
-               StageDir(root / "corpus"))
+    corpus.run(CorpusConfig(path=(str(require(brown)),), heldout_every=20), {},
+               StageDir(root / "corpus", quiet=True))
     inputs["corpus"] = root / "corpus"
-    vocab.run(VocabConfig(min_count=1, max_vocab_size=10000), inputs, StageDir(root / "vocab"))
+    vocab.run(VocabConfig(min_count=1, max_vocab_size=10000), inputs,
+              StageDir(root / "vocab", quiet=True))
     inputs["vocab"] = root / "vocab"
-    word2vec_train.run(Word2VecConfig(dim=128, threads=threads), inputs,
+    word2vec_train.run(Word2VecConfig(dim=128, threads=threads, device=device), inputs,
                        StageDir(root / "word2vec", quiet=True))
     inputs["word2vec"] = root / "word2vec"
     return inputs
 
 
+def lm_config(cell: str, output: str, epochs: int, threads: int, **overrides) -> RnnlmConfig:
+    """Our model with the comparison's settings (hidden 256, B 32, T 35, clip 0.25, the
+    cell's learning rate), any of them overridden."""
+    settings = {"cell": cell, "output": output, "hidden": 256, "batch_size": 32, "bptt": 35,
+                "clip_norm": 0.25, "lr": LR[cell], "epochs": epochs, "threads": threads,
+                "diagnostic_windows": 0, **overrides}
+    return RnnlmConfig(**settings)
+
+
 def ours(inputs: dict, root: Path, cell: str, output: str, epochs: int, threads: int,
          overrides: dict | None = None) -> dict:
     out = root / f"ours-{cell}-{output}"
-    settings = {"cell": cell, "output": output, "hidden": 256, "batch_size": 32, "bptt": 35,
-                "clip_norm": 0.25, "lr": LR[cell], "epochs": epochs, "threads": threads,
-                "diagnostic_windows": 0, **(overrides or {})}
-    cfg = RnnlmConfig(**settings)
-    train.run(cfg, inputs, StageDir(out, quiet=True))
+    train.run(lm_config(cell, output, epochs, threads, **(overrides or {})), inputs,
+              StageDir(out, quiet=True))
     metrics = json.loads((out / "metrics.json").read_text())
     train.set_threads(1)
     ms = generation_ms(LanguageModel.load(out))

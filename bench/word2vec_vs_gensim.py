@@ -26,22 +26,11 @@ import multiprocessing
 import time
 from pathlib import Path
 
-from common import (SHARED_DATA, concatenated_en_mix, current_rss_mib, peak_rss_mib, print_table,
-                    scratch_dir)
+from common import (SHARED_DATA, WORD2VEC_CONFIGS, concatenated_en_mix, current_rss_mib,
+                    peak_rss_mib, print_table, scratch_dir, word2vec_inputs)
 
-CONFIGS = {"sg-hs": ("skipgram", "hs"), "cbow-hs": ("cbow", "hs"),
-           "sg-ns": ("skipgram", "ns"), "cbow-ns": ("cbow", "ns")}
 QUESTIONS = SHARED_DATA / "eval" / "questions-words.txt"
 WORDSIM = SHARED_DATA / "eval" / "wordsim353.tsv"
-
-
-def prepare(scratch: Path, text: Path) -> dict:
-    from pipeline.config import CorpusConfig, VocabConfig
-    from pipeline.store import StageDir
-    from stages import corpus, vocab
-    corpus.run(CorpusConfig(path=(str(text),), heldout_every=0), {}, StageDir(scratch / "corpus", quiet=True))
-    vocab.run(VocabConfig(min_count=5), {"corpus": scratch / "corpus"}, StageDir(scratch / "vocab", quiet=True))
-    return {"corpus": scratch / "corpus", "vocab": scratch / "vocab"}
 
 
 def train_ours(inputs: dict, out_dir: Path, model: str, loss: str, epochs: int, threads: int,
@@ -106,7 +95,7 @@ def quality(vectors_file: Path) -> tuple[float, float]:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--configs", default=",".join(WORD2VEC_CONFIGS))
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-scaling", action="store_true")
@@ -115,10 +104,10 @@ def main():
     args = parser.parse_args()
     scratch = scratch_dir()
     text = concatenated_en_mix(scratch)
-    inputs = prepare(scratch, text)
+    inputs = word2vec_inputs(scratch, [text])
     rows = []
     for name in args.configs.split(","):
-        model, loss = CONFIGS[name]
+        model, loss = WORD2VEC_CONFIGS[name]
         ours = in_child(train_ours, inputs, scratch / f"ours-{name}", model, loss, args.epochs,
                         args.threads, args.ours_alpha)
         theirs = in_child(train_gensim, text, scratch / f"gensim-{name}", model, loss, args.epochs, args.threads)

@@ -49,7 +49,10 @@ def weight_gradients(d_w_x, d_w_h, d_b_x, d_b_h, d_zx, d_zh, x, h_prev):
     np.dot(zx.T, x.reshape(T * B, x.shape[2]), d_w_x)
     np.dot(zh.T, h_prev.reshape(T * B, h_prev.shape[2]), d_w_h)
     column_sums(d_b_x, zx)
-    column_sums(d_b_h, zh)
+    if d_zh.ctypes.data == d_zx.ctypes.data:    # one array (all but the GRU): same sums
+        d_b_h[:] = d_b_x
+    else:
+        column_sums(d_b_h, zh)
 
 
 @njit(**KERNEL)

@@ -2,11 +2,12 @@
 
 Launchers with cpu.py's names and arguments (device arrays in place of host arrays, float32)
 so that a whole training step runs on the device: the cells' forward and backward passes
-over a window (tanh, ReLU/IRNN, LSTM), the softmax and HS output layers, the embedding
+over a window (tanh, ReLU/IRNN, LSTM, GRU), the softmax and HS output layers, the embedding
 gather and scatter, dropout masks applied, the global-norm clipping, SGD and Adam. Matrix
 products are tiled 16 x 16 in shared memory (`matmul_nn`, `matmul_nt`, `matmul_tn`: one
 kernel body, three ways of reading the operands); elementwise steps use one thread per
-(stream, unit); the output layers one block per token. Cells: tanh, ReLU/IRNN, LSTM, GRU.
+(stream, unit); the output layers one block per token. Scratch arrays come from
+`_scratch`, allocated once per shape rather than on every window.
 """
 import math
 
@@ -84,6 +85,19 @@ def _blocks(count, threads=UNIT_THREADS):
     return (count + threads - 1) // threads, threads
 
 
+_SCRATCH: dict = {}
+
+
+def _scratch(use: str, shape, dtype=np.float32):
+    """The device array for one use inside a launcher, allocated on first need and reused
+    by every later call with that shape: each device_array is a cudaMalloc, and the
+    launchers need these on every window. Valid until the launcher's next call."""
+    key = (use, tuple(shape), np.dtype(dtype).str)
+    if key not in _SCRATCH:
+        _SCRATCH[key] = cuda.device_array(shape, dtype)
+    return _SCRATCH[key]
+
+
 # ------------------------------------------------------------------ elementwise helpers
 @cuda.jit(device=True, inline=True)
 def sigmoid(a):
@@ -99,6 +113,11 @@ def column_sums(out, m):
         for i in range(m.shape[0]):
             total += m[i, j]
         out[j] = total
+
+
+def sum_rows(out, m):
+    """out [N] = m [M, N] summed over its rows (a thread per column)."""
+    column_sums[_blocks(m.shape[1])](out, m)
 
 
 @cuda.jit
@@ -135,15 +154,6 @@ def _fill(flat, value):
 def fill(array, value):
     flat = array.reshape(array.size)
     _fill[_blocks(flat.shape[0])](flat, value)
-
-
-@cuda.jit
-def add_row(m, row):
-    """m [M, N] += row [N] on every row."""
-    k = cuda.grid(1)
-    if k < m.size:
-        n = m.shape[1]
-        m[k // n, k % n] += row[k % n]
 
 
 @cuda.jit
@@ -200,7 +210,7 @@ def _transpose(out, m):
 
 
 def transposed_copy(m):
-    out = cuda.device_array((m.shape[1], m.shape[0]), np.float32)
+    out = _scratch("transposed", (m.shape[1], m.shape[0]))
     _transpose[_blocks(m.size)](out, m)
     return out
 
@@ -211,10 +221,22 @@ def _input_projection(gates, x, w_x):
     matmul_nt(gates.reshape(T * B, gates.shape[2]), x.reshape(T * B, D), w_x)
 
 
-def _stream_norm_if(norms, t, carry):
-    """The diagnostics' norm of dE/dh_t; training passes norms = None and skips it."""
-    if norms is not None:
-        stream_norm(norms, t, carry)
+def _steps_forward(step, h_all, *arguments):
+    """step[t](t, *arguments) for t = 0 .. T-1, a thread per (stream, unit)."""
+    T, B, H = h_all.shape[0] - 1, h_all.shape[1], h_all.shape[2]
+    grid = _blocks(B * H)
+    for t in range(T):
+        step[grid](t, *arguments)
+
+
+def _steps_backward(step, T, carry, norms, *arguments):
+    """step(t, *arguments) for t = T-1 .. 0, then the diagnostics' norm of dE/dh_t (the
+    step leaves it in carry [B, H]); training passes norms = None and skips them."""
+    grid = _blocks(carry.size)
+    for t in range(T - 1, -1, -1):
+        step[grid](t, *arguments)
+        if norms is not None:
+            stream_norm(norms, t, carry)
 
 
 def _weight_gradients(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_zx, x, h_all, w_x, d_zh=None):
@@ -225,11 +247,11 @@ def _weight_gradients(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_zx, x, h_all, w_x, d_zh
     flat_h = flat_x if d_zh is None else d_zh.reshape(T * B, G)
     matmul_tn(d_w_x, flat_x, x.reshape(T * B, x.shape[2]))
     matmul_tn(d_w_h, flat_h, h_all[0:T].reshape(T * B, h_all.shape[2]))
-    column_sums[_blocks(G)](d_b_x, flat_x)
+    sum_rows(d_b_x, flat_x)
     if d_zh is None:
         d_b_h.copy_to_device(d_b_x)       # both biases enter every gate the same way here
     else:
-        column_sums[_blocks(G)](d_b_h, flat_h)
+        sum_rows(d_b_h, flat_h)
     matmul_nn(d_x.reshape(T * B, d_x.shape[2]), flat_x, w_x)
 
 
@@ -268,21 +290,16 @@ def _elman_step_back(t, d_a, carry, d_h, h_all, gates, w_h, relu):
 
 
 def _elman_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h, relu):
-    T, B, H = h_all.shape[0] - 1, h_all.shape[1], h_all.shape[2]
     _input_projection(gates, x, w_x)
-    w_hT, grid = transposed_copy(w_h), _blocks(B * H)
-    for t in range(T):
-        _elman_step[grid](t, gates, h_all, w_hT, b_x, b_h, relu)
+    _steps_forward(_elman_step, h_all, gates, h_all, transposed_copy(w_h), b_x, b_h, relu)
 
 
 def _elman_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms, d_h,
                     h_all, c_all, gates, x, w_x, w_h, relu):
     T, B, H = gates.shape
-    d_a = cuda.device_array((T, B, H), np.float32)
-    carry, grid = cuda.device_array((B, H), np.float32), _blocks(B * H)
-    for t in range(T - 1, -1, -1):
-        _elman_step_back[grid](t, d_a, carry, d_h, h_all, gates, w_h, relu)
-        _stream_norm_if(d_h_norms, t, carry)
+    d_a, carry = _scratch("d_a", (T, B, H)), _scratch("carry", (B, H))
+    _steps_backward(_elman_step_back, T, carry, d_h_norms, d_a, carry, d_h, h_all, gates, w_h,
+                    relu)
     _initial_gradient(d_h_init, d_a, w_h)
     fill(d_c_init, 0.0)
     _weight_gradients(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_a, x, h_all, w_x)
@@ -352,23 +369,17 @@ def _lstm_step_back(t, d_z, carry_h, carry_c, d_h, gates, c_all, w_h):
 
 
 def lstm_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h):
-    T, B, H = h_all.shape[0] - 1, h_all.shape[1], h_all.shape[2]
     _input_projection(gates, x, w_x)
-    w_hT, grid = transposed_copy(w_h), _blocks(B * H)
-    for t in range(T):
-        _lstm_step[grid](t, gates, c_all, h_all, w_hT, b_x, b_h)
+    _steps_forward(_lstm_step, h_all, gates, c_all, h_all, transposed_copy(w_h), b_x, b_h)
 
 
 def lstm_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms, d_h,
                   h_all, c_all, gates, x, w_x, w_h):
     T, B, G = gates.shape
-    H = G // 4
-    d_z = cuda.device_array((T, B, G), np.float32)
-    carry_h, carry_c = (cuda.device_array((B, H), np.float32) for _ in range(2))
-    grid = _blocks(B * H)
-    for t in range(T - 1, -1, -1):
-        _lstm_step_back[grid](t, d_z, carry_h, carry_c, d_h, gates, c_all, w_h)
-        _stream_norm_if(d_h_norms, t, carry_h)
+    d_z = _scratch("d_z", (T, B, G))
+    carry_h, carry_c = _scratch("carry", (B, G // 4)), _scratch("carry_c", (B, G // 4))
+    _steps_backward(_lstm_step_back, T, carry_h, d_h_norms, d_z, carry_h, carry_c, d_h, gates,
+                    c_all, w_h)
     _initial_gradient(d_h_init, d_z, w_h)
     d_c_init.copy_to_device(carry_c)
     _weight_gradients(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_z, x, h_all, w_x)
@@ -376,8 +387,8 @@ def lstm_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms
 
 # ---------------------------------------------------------------------------------- GRU
 @cuda.jit
-def _gru_step(t, gates, h_all, projected, w_hT, b_h):
-    """cpu.gru_forward for unit (b, j); projected[t] holds x_t W_x^T + b_x."""
+def _gru_step(t, gates, h_all, projected, w_hT, b_x, b_h):
+    """cpu.gru_forward for unit (b, j); projected[t] holds x_t W_x^T."""
     k = cuda.grid(1)
     B, H = h_all.shape[1], h_all.shape[2]
     if k < B * H:
@@ -388,9 +399,9 @@ def _gru_step(t, gates, h_all, projected, w_hT, b_h):
             zr += h * w_hT[m, j]
             zz += h * w_hT[m, H + j]
             zn += h * w_hT[m, 2 * H + j]
-        r = sigmoid(projected[t, b, j] + zr)
-        z = sigmoid(projected[t, b, H + j] + zz)
-        n = math.tanh(projected[t, b, 2 * H + j] + r * zn)
+        r = sigmoid(projected[t, b, j] + b_x[j] + zr)
+        z = sigmoid(projected[t, b, H + j] + b_x[H + j] + zz)
+        n = math.tanh(projected[t, b, 2 * H + j] + b_x[2 * H + j] + r * zn)
         gates[t, b, j], gates[t, b, H + j], gates[t, b, 2 * H + j], gates[t, b, 3 * H + j] = r, z, n, zn
         h_all[t + 1, b, j] = (1.0 - z) * n + z * h_all[t, b, j]
 
@@ -419,26 +430,19 @@ def _gru_step_back(t, d_zx, d_zh, carry, direct, d_h, h_all, gates, w_h):
 
 def gru_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h):
     """gates [T, B, 4H] out: r, z, n and W_hn h + b_hn, as cpu.gru_forward."""
-    T, B, H = h_all.shape[0] - 1, h_all.shape[1], h_all.shape[2]
-    G = w_h.shape[0]
-    projected = cuda.device_array((T, B, G), np.float32)
+    projected = _scratch("projected", (x.shape[0], x.shape[1], w_h.shape[0]))
     _input_projection(projected, x, w_x)
-    add_row[_blocks(T * B * G)](projected.reshape(T * B, G), b_x)
-    w_hT, grid = transposed_copy(w_h), _blocks(B * H)
-    for t in range(T):
-        _gru_step[grid](t, gates, h_all, projected, w_hT, b_h)
+    _steps_forward(_gru_step, h_all, gates, h_all, projected, transposed_copy(w_h), b_x, b_h)
 
 
 def gru_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms, d_h,
                  h_all, c_all, gates, x, w_x, w_h):
     T, B, H = d_h.shape
     G = w_h.shape[0]
-    d_zx, d_zh = (cuda.device_array((T, B, G), np.float32) for _ in range(2))
-    carry, direct = (cuda.device_array((B, H), np.float32) for _ in range(2))
-    grid = _blocks(B * H)
-    for t in range(T - 1, -1, -1):
-        _gru_step_back[grid](t, d_zx, d_zh, carry, direct, d_h, h_all, gates, w_h)
-        _stream_norm_if(d_h_norms, t, carry)
+    d_zx, d_zh = _scratch("d_zx", (T, B, G)), _scratch("d_zh", (T, B, G))
+    carry, direct = _scratch("carry", (B, H)), _scratch("direct", (B, H))
+    _steps_backward(_gru_step_back, T, carry, d_h_norms, d_zx, d_zh, carry, direct, d_h, h_all,
+                    gates, w_h)
     _initial_gradient(d_h_init, d_zh, w_h)
     _axpy[_blocks(B * H)](d_h_init.reshape(B * H), np.float32(1.0), direct.reshape(B * H))
     fill(d_c_init, 0.0)
@@ -490,7 +494,7 @@ def _softmax_rows(exps, inverse_totals, losses, b, targets):
 def softmax_forward(exps, inverse_totals, h, w, b, targets):
     N = h.shape[0]
     matmul_nt(exps, h, w)
-    losses = cuda.device_array(N, np.float64)
+    losses = _scratch("softmax_losses", (N,), np.float64)
     _softmax_rows[N, ROW_THREADS](exps, inverse_totals, losses, b, targets)
     return float(losses.copy_to_host().sum())
 
@@ -524,9 +528,9 @@ def _weighted_column_sums(out, m, rows):
 def softmax_backward(d_h, d_w, d_b, exps, inverse_totals, h, w, targets, scale):
     """As cpu.softmax_backward: the row scale goes onto the [N, H] factors."""
     N, H = h.shape
-    rows = cuda.device_array(N, np.float32)
+    rows = _scratch("softmax_rows", (N,))
     _softmax_back_rows[_blocks(N)](exps, rows, inverse_totals, targets, scale)
-    scaled = cuda.device_array((N, H), np.float32)
+    scaled = _scratch("softmax_scaled", (N, H))
     _scale_rows[_blocks(N * H)](scaled, h, rows)
     matmul_tn(d_w, exps, scaled)
     _weighted_column_sums[_blocks(exps.shape[1])](d_b, exps, rows)
@@ -631,7 +635,8 @@ def _axpy(y, a, x):
 
 def clip_global_norm(grads, max_norm):
     """As cpu.clip_global_norm on a flat device array; the norm comes back to the host."""
-    total = cuda.to_device(np.zeros(1))
+    total = _scratch("square_sum", (1,), np.float64)
+    total.copy_to_device(np.zeros(1))
     _square_sum[min(64, _blocks(grads.shape[0])[0]), UNIT_THREADS](total, grads)
     norm = math.sqrt(float(total.copy_to_host()[0]))
     if max_norm > 0 and norm > max_norm:
@@ -675,10 +680,10 @@ def kernel_signatures() -> dict:
         "elman_step_back": (_elman_step_back, (0, m3, m2, m3, m3, m3, m2, True)),
         "lstm_step": (_lstm_step, (0, m3, m3, m3, m2, v1, v1)),
         "lstm_step_back": (_lstm_step_back, (0, m3, m2, m2, m3, m3, m3, m2)),
-        "gru_step": (_gru_step, (0, m3, m3, m3, m2, v1)),
+        "gru_step": (_gru_step, (0, m3, m3, m3, m2, v1, v1)),
         "gru_step_back": (_gru_step_back, (0, m3, m3, m2, m2, m3, m3, m3, m2)),
         "transpose": (_transpose, (m2, m2)),
-        "add_row": (add_row, (m2, v1)), "multiply": (_multiply, (v1, v1)),
+        "multiply": (_multiply, (v1, v1)),
         "softmax_rows": (_softmax_rows, (m2, v1, np.zeros(4), v1, ids)),
         "softmax_back_rows": (_softmax_back_rows, (m2, v1, v1, ids, 0.5)),
         "scale_rows": (_scale_rows, (m2, m2, v1)),

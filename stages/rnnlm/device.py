@@ -13,9 +13,7 @@ from numba import cuda
 
 from stages.rnnlm import cpu
 from stages.rnnlm import cuda as kernels
-from stages.rnnlm.model import GATE_STORE, Model, Optimiser, flat_views
-
-CELLS = {"tanh": "tanh", "relu": "relu", "irnn": "relu", "lstm": "lstm", "gru": "gru"}
+from stages.rnnlm.model import CELL_KERNELS, GATE_STORE, Model, Optimiser, flat_views
 
 
 def device_optimiser(host: Optimiser) -> Optimiser:
@@ -37,9 +35,9 @@ class DeviceModel:
         self.p, self.g = flat_views(model.shapes, self.params), flat_views(model.shapes, self.grads)
         self.embeddings = self.p["embeddings"] if arch.train_embeddings else cuda.to_device(model.embeddings)
         self.huffman = tuple(cuda.to_device(a) for a in model.huffman) if model.huffman else None
-        cell = CELLS[arch.cell]
-        self.forward_cell = getattr(kernels, f"{cell}_forward")
-        self.backward_cell = getattr(kernels, f"{cell}_backward")
+        # cuda.py's launchers carry cpu.py's names
+        self.forward_cell, self.backward_cell = (getattr(kernels, kernel.__name__)
+                                                 for kernel in CELL_KERNELS[arch.cell])
         self._buffers: dict = {}
 
     # ------------------------------------------------------------------ host <-> device
@@ -126,28 +124,30 @@ class DeviceModel:
         work = self.buffers(T, B, train=False)
         d_ids, d_targets = self.upload(ids, targets)
         top = self.forward(d_ids, state, work).reshape(T * B, self.arch.hidden)
-        if self.arch.output == "softmax":
-            loss = kernels.softmax_forward(work["exps"], work["inverse_totals"], top,
-                                           self.p["w_out"], self.p["b_out"], d_targets)
-        else:
-            loss = kernels.hs_forward(work["losses"], top, self.p["w_out"], *self.huffman, d_targets)
-        return loss, (work["h_all"][T], work["c_all"][T])
+        return self.output_loss(work, top, d_targets), (work["h_all"][T], work["c_all"][T])
 
     @staticmethod
     def upload(ids, targets):
         return (cuda.to_device(np.ascontiguousarray(ids, dtype=np.int64)),
                 cuda.to_device(np.ascontiguousarray(targets, dtype=np.int64).reshape(-1)))
 
-    def output_pass(self, work, top, d_top, d_targets, scale) -> float:
-        p, g = self.p, self.g
+    def output_loss(self, work, top, d_targets) -> float:
+        """Summed -log p(target) over the window's tokens (top [N, H])."""
         if self.arch.output == "softmax":
-            loss = kernels.softmax_forward(work["exps"], work["inverse_totals"], top, p["w_out"],
-                                           p["b_out"], d_targets)
+            return kernels.softmax_forward(work["exps"], work["inverse_totals"], top,
+                                           self.p["w_out"], self.p["b_out"], d_targets)
+        return kernels.hs_forward(work["losses"], top, self.p["w_out"], *self.huffman, d_targets)
+
+    def output_pass(self, work, top, d_top, d_targets, scale) -> float:
+        """output_loss, then d_top and the output layer's gradients for scale * that loss."""
+        p, g = self.p, self.g
+        loss = self.output_loss(work, top, d_targets)
+        if self.arch.output == "softmax":
             kernels.softmax_backward(d_top, g["w_out"], g["b_out"], work["exps"],
                                      work["inverse_totals"], top, p["w_out"], d_targets, scale)
-            return loss
-        loss = kernels.hs_forward(work["losses"], top, p["w_out"], *self.huffman, d_targets)
-        kernels.hs_backward(d_top, g["w_out"], top, p["w_out"], *self.huffman, d_targets, scale)
+        else:
+            kernels.hs_backward(d_top, g["w_out"], top, p["w_out"], *self.huffman, d_targets,
+                                scale)
         return loss
 
     def input_gradients(self, work, d_ids, fresh: bool) -> None:
@@ -160,6 +160,6 @@ class DeviceModel:
                 kernels.multiply(work["d_x"], work["mask_x"])
             kernels.embed_backward(g["embeddings"], work["d_x"], d_ids)
         if fresh:
-            kernels.column_sums[kernels._blocks(self.arch.hidden)](g["h0"], work["d_h_init"])
+            kernels.sum_rows(g["h0"], work["d_h_init"])
             if "c0" in g:
-                kernels.column_sums[kernels._blocks(self.arch.hidden)](g["c0"], work["d_c_init"])
+                kernels.sum_rows(g["c0"], work["d_c_init"])
