@@ -9,6 +9,7 @@ kernel body, three ways of reading the operands); elementwise steps use one thre
 (stream, unit); the output layers one block per token. Scratch arrays come from
 `_scratch`, allocated once per shape rather than on every window.
 """
+import functools
 import math
 
 import numpy as np
@@ -305,24 +306,11 @@ def _elman_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_nor
     _weight_gradients(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_a, x, h_all, w_x)
 
 
-def tanh_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h):
-    _elman_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h, False)
-
-
-def tanh_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms, d_h,
-                  h_all, c_all, gates, x, w_x, w_h):
-    _elman_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms, d_h,
-                    h_all, c_all, gates, x, w_x, w_h, False)
-
-
-def relu_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h):
-    _elman_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h, True)
-
-
-def relu_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms, d_h,
-                  h_all, c_all, gates, x, w_x, w_h):
-    _elman_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms, d_h,
-                    h_all, c_all, gates, x, w_x, w_h, True)
+# cpu.py's four Elman launchers, with its names and arguments
+tanh_forward = functools.partial(_elman_forward, relu=False)
+tanh_backward = functools.partial(_elman_backward, relu=False)
+relu_forward = functools.partial(_elman_forward, relu=True)
+relu_backward = functools.partial(_elman_backward, relu=True)
 
 
 # --------------------------------------------------------------------------------- LSTM
