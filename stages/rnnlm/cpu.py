@@ -393,7 +393,7 @@ def hs_backward(d_h, d_w, h, w, codes, points, lengths, targets, scale):
         word = targets[n]
         for j in range(lengths[word]):
             node = points[word, j]
-            logistic_step(h[n], d_h[n], w[node], d_w[node], 1 - np.int64(codes[word, j]),
+            logistic_step(h[n], d_h[n], w, node, d_w, node, 1 - np.int64(codes[word, j]),
                           -scale, True, False)
 
 

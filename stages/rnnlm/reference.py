@@ -209,7 +209,7 @@ def hs_backward_shared(d_h, d_w, h, w, codes, points, lengths, targets, scale):
     for n, word in enumerate(targets):
         for j in range(lengths[word]):
             node = points[word, j]
-            logistic_step(h[n], d_h[n], w[node], d_w[node], 1 - int(codes[word, j]),
+            logistic_step(h[n], d_h[n], w, node, d_w, node, 1 - int(codes[word, j]),
                           -scale, True, False)
 
 

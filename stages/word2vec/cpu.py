@@ -19,6 +19,11 @@ from stages.word2vec.rng import below, split_draw, uniform
 
 # fastmath without 'nnan'/'ninf', so non-finite weights still show up in the checks.
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+# Everything a thread runs per word allocates nothing and is compiled without Numba's
+# reference counting (_nrt=False). With it, every call took and dropped a reference on each
+# array argument: atomic updates of one counter per matrix, shared by all threads. They cost
+# 25-35% of CBOW + HS training on one thread, and with two the cores fought over those
+# counters' cache lines.
 # word2vec.c's MAX_EXP: past |h . w| >= 6 hierarchical softmax skips the node's update,
 # while negative sampling updates with sigma saturated to 0 or 1 (a quirk kept on purpose).
 SIGMOID_BOUND = 6.0
@@ -35,13 +40,14 @@ COUNTERS = 5
 # The loss (a log per output unit) is computed for one prediction in this many: it would
 # otherwise cost about 40% of the training time, and a sample of millions is exact enough.
 LOSS_SAMPLE_EVERY = 16
-# With several threads, each keeps a private copy of the HOT_ROWS output rows that every
-# thread touches all the time (the inner nodes nearest the Huffman root; the most frequent
-# words as negatives) and merges its changes into the shared rows every SYNC_EVERY centre
-# words. Without it the cores fight over those cache lines and two threads run barely
-# faster than one. With one thread nothing is private and the updates are word2vec.c's.
-HOT_ROWS = 256
-SYNC_EVERY = 256
+# With several threads, each trains on private copies of the PRIVATE_ROWS output rows that
+# all threads touch most (the inner nodes nearest the Huffman root; the most frequent words
+# as negatives) and adds its changes to the shared rows every SYNC_EVERY centre words. A row
+# is copied in on its first use after a merge and only the rows used go back, so a merge
+# costs the rows a thread touched, not all of them. With one thread nothing is private and
+# the updates are word2vec.c's.
+PRIVATE_ROWS = 256
+SYNC_EVERY = 1024
 
 
 @intrinsic
@@ -63,7 +69,7 @@ def prefetch_line(typingctx, matrix, row, column):
     return types.void(matrix, row, column), codegen
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def prefetch_row(matrix, row):
     for column in range(0, matrix.shape[1], 16):     # 16 float32 = one 64-byte line
         prefetch_line(matrix, row, column)
@@ -75,7 +81,7 @@ _SIGMOID = (1.0 / (1.0 + np.exp(SIGMOID_BOUND - np.arange(SIGMOID_TABLE_SIZE + 1
                                 / float(_SIGMOID_SCALE)))).astype(np.float32)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, _nrt=False)
 def sigmoid(x):
     """1 / (1 + exp(-x)) for float32 |x| < SIGMOID_BOUND by linear interpolation in a
     2049-entry table: absolute error below 6e-7 (a test checks it), i.e. float32 rounding,
@@ -88,23 +94,21 @@ def sigmoid(x):
     return _SIGMOID[i] + frac * (_SIGMOID[i + 1] - _SIGMOID[i])
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def dot(a, b):
-    total = np.float32(0.0)
-    for k in range(a.shape[0]):
-        total += a[k] * b[k]
-    return total
-
-
-@njit(cache=True, fastmath=FASTMATH, inline="always")
-def logistic_step(h, grad_h, row, grad_row, label, alpha, saturate, with_loss):
-    """One binary logistic unit: p(label | h) = sigma((2 label - 1) h . row).
-    h, grad_h, row, grad_row float32 [D]. Adds alpha * (label - sigma) * row to grad_h and
-    alpha * (label - sigma) * h to grad_row; returns -log p(label | h) (float64) if
-    with_loss, else 0. word2vec passes the row itself as grad_row (an SGD step, alpha = the
-    learning rate); the RNN LM passes a gradient row and alpha = -1 / tokens.
-    saturate: NS semantics past the bound; otherwise (HS) the update is skipped."""
-    f = dot(h, row)
+@njit(cache=True, fastmath=FASTMATH, inline="always", _nrt=False)
+def logistic_step(h, grad_h, weights, row, grad_weights, grad_row, label, alpha, saturate,
+                  with_loss):
+    """One binary logistic unit: p(label | h) = sigma((2 label - 1) h . weights[row]).
+    h, grad_h float32 [D]; weights, grad_weights float32 [R, D]. Adds
+    alpha * (label - sigma) * weights[row] to grad_h and alpha * (label - sigma) * h to
+    grad_weights[grad_row]; returns -log p(label | h) (float64) if with_loss, else 0.
+    word2vec passes the weights themselves as grad_weights (an SGD step, alpha = the
+    learning rate); the RNN LM passes its gradient matrix and alpha = -1 / tokens.
+    saturate: NS semantics past the bound; otherwise (HS) the update is skipped.
+    Rows are indexed, never sliced: a row view takes a reference on its matrix, an atomic
+    operation per unit that two threads sharing the matrix would fight over."""
+    f = np.float32(0.0)
+    for k in range(h.shape[0]):
+        f += h[k] * weights[row, k]
     loss = 0.0
     if with_loss:
         loss = math.log1p(math.exp(-np.float64(f))) + (0.0 if label == 1 else np.float64(f))
@@ -115,75 +119,116 @@ def logistic_step(h, grad_h, row, grad_row, label, alpha, saturate, with_loss):
     else:
         g = np.float32((label - sigmoid(f)) * alpha)
     for k in range(h.shape[0]):
-        grad_h[k] += g * row[k]
-        grad_row[k] += g * h[k]
+        grad_h[k] += g * weights[row, k]
+        grad_weights[grad_row, k] += g * h[k]
     return loss
 
 
+@njit(cache=True, fastmath=FASTMATH, inline="always", _nrt=False)
+def output_unit(h, grad_h, weights, first, copy, base, stamp, used, window, index, label,
+                alpha, saturate, with_loss):
+    """logistic_step on output row `index`: on the thread's private copy of it if it has one
+    (see `private_rows`; taken afresh on its first use since the last merge)."""
+    offset = index - first
+    if 0 <= offset < copy.shape[0]:
+        if stamp[offset] != window[0]:
+            for k in range(h.shape[0]):
+                copy[offset, k] = weights[index, k]
+                base[offset, k] = weights[index, k]
+            stamp[offset] = window[0]
+            used[window[1]] = offset
+            window[1] += 1
+        return logistic_step(h, grad_h, copy, offset, copy, offset, label, alpha, saturate,
+                             with_loss)
+    return logistic_step(h, grad_h, weights, index, weights, index, label, alpha, saturate,
+                         with_loss)
+
+
 @njit(cache=True)
-def output_row(rows, index):
-    """Row `index` of the output weights: from the thread's private hot copy if it has one.
-    rows = (weights float32 [R, D], hot float32 [H, D], hot_start int64)."""
-    weights, hot, hot_start = rows
-    offset = index - hot_start
-    if 0 <= offset < hot.shape[0]:
-        return hot[offset]
-    return weights[index]
+def private_rows(count, dim):
+    """A thread's private copies of output rows: (copy float32 [P, D], base float32 [P, D]:
+    the shared values when copied, stamp int64 [P]: the merge window of each copy, used
+    int64 [P]: the rows copied this window, window int64 [2]: (window number, rows used))."""
+    return (np.empty((count, dim), np.float32), np.empty((count, dim), np.float32),
+            np.full(count, -1, np.int64), np.empty(count, np.int64), np.zeros(2, np.int64))
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, fastmath=FASTMATH, _nrt=False)
+def merge_private(weights, first, private):
+    """Add the thread's changes to the private rows it used (copy - base) into the shared
+    rows and start a new window: the next use of any private row copies it afresh."""
+    copy, base, stamp, used, window = private
+    for i in range(window[1]):
+        r = used[i]
+        for k in range(weights.shape[1]):
+            weights[first + r, k] += copy[r, k] - base[r, k]
+    window[0] += 1
+    window[1] = 0
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always", _nrt=False)
 def hs_step(h, grad_h, rows, word, head, alpha, rng, with_loss):
     """Hierarchical softmax for `word` over the inner-node rows (weights [V-1, D]);
-    head = (codes uint8 [V, L], points int32 [V, L], lengths uint8 [V]).
-    Label of node j is 1 - code[j] (word2vec.c). Returns the loss -log p(word | h)."""
+    head = (codes uint8 [V, L], points int32 [V, L], lengths uint8 [V]); rows = (weights,
+    first private row, private rows). Label of node j is 1 - code[j] (word2vec.c).
+    Returns the loss -log p(word | h)."""
     codes, points, lengths = head
+    weights, first, (copy, base, stamp, used, window) = rows
     # No prefetching here: in skip-gram the path is walked once per context word and is
     # already in L1 after the first (prefetching it each time cost 8%), and with two
     # threads it bought CBOW nothing measurable.
     loss = 0.0
     for j in range(lengths[word]):
-        label = 1 - np.int64(codes[word, j])
-        row = output_row(rows, points[word, j])
-        loss += logistic_step(h, grad_h, row, row, label, alpha, False, with_loss)
+        loss += output_unit(h, grad_h, weights, first, copy, base, stamp, used, window,
+                            np.int64(points[word, j]), 1 - np.int64(codes[word, j]), alpha,
+                            False, with_loss)
     return loss
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, fastmath=FASTMATH, inline="always", _nrt=False)
 def ns_step(h, grad_h, rows, word, head, alpha, rng, with_loss):
     """Negative sampling: `word` is the positive, `negative` draws from the alias table
     (a draw equal to `word` is skipped, as in word2vec.c). Output rows: weights [V, D];
     head = (accept float64 [V], alias int32 [V], negative int64). Returns the loss."""
     accept, alias, negative = head
+    weights, first, (copy, base, stamp, used, window) = rows
     replay = rng[0]                 # draw the negatives once to prefetch their rows ...
     for _ in range(negative):
         index, u = split_draw(rng, accept.shape[0])
-        prefetch_row(rows[0], index if u < accept[index] else alias[index])
+        prefetch_row(weights, index if u < accept[index] else alias[index])
     rng[0] = replay                 # ... then draw the very same ones again to use them
-    positive = output_row(rows, word)
-    loss = logistic_step(h, grad_h, positive, positive, 1, alpha, True, with_loss)
+    loss = output_unit(h, grad_h, weights, first, copy, base, stamp, used, window,
+                       np.int64(word), 1, alpha, True, with_loss)
     for _ in range(negative):
         index, u = split_draw(rng, accept.shape[0])
         target = index if u < accept[index] else alias[index]
         if target != word:
-            row = output_row(rows, target)
-            loss += logistic_step(h, grad_h, row, row, 0, alpha, True, with_loss)
+            loss += output_unit(h, grad_h, weights, first, copy, base, stamp, used, window,
+                                np.int64(target), 0, alpha, True, with_loss)
     return loss
 
 
-@njit(fastmath=FASTMATH, inline="always")
-def sg_window(output_step, vectors, context, count, grad, rows, word, head, alpha, rng, with_loss):
+@njit(fastmath=FASTMATH, inline="always", _nrt=False)
+def sg_window(output_step, vectors, context, count, work, rows, word, head, alpha, rng,
+              with_loss):
     """Skip-gram for one centre word, in word2vec.c's order: each of the `count` context
-    vectors (ids in context int32) in turn predicts `word` and gets its own gradient."""
+    vectors (ids in context int32) in turn predicts `word` and gets its own gradient.
+    The context vector is copied into work[0] (word2vec.c reads it in place; the same
+    values, as nothing writes it until its gradient is added)."""
+    hidden, grad = work
     loss = 0.0
     for c in range(count):
-        h = vectors[context[c]]
-        grad[:] = 0.0
-        loss += output_step(h, grad, rows, word, head, alpha, rng, with_loss)
-        h += grad
+        source = context[c]
+        for k in range(hidden.shape[0]):
+            hidden[k] = vectors[source, k]
+            grad[k] = 0.0
+        loss += output_step(hidden, grad, rows, word, head, alpha, rng, with_loss)
+        for k in range(hidden.shape[0]):
+            vectors[source, k] += grad[k]
     return loss
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def kept_words(buffer, tokens, start, end, vocab_size, keep, rng):
     """Copy the in-vocabulary tokens[start:end] that survive subsampling into buffer.
     Returns (kept, seen): seen counts every in-vocabulary token."""
@@ -200,7 +245,7 @@ def kept_words(buffer, tokens, start, end, vocab_size, keep, rng):
     return kept, seen
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def learning_rate(position, alpha_start, alpha_end, total_tokens):
     return alpha_start - (alpha_start - alpha_end) * min(position / total_tokens, 1.0)
 
@@ -217,12 +262,21 @@ def longest_sentence(offsets, first, last):
 def private_copy(state):
     """The thread's RNG state in its own cache line: threads drawing from neighbouring
     slots of one shared array would fight over that line on every draw."""
-    local = np.empty(8, dtype=np.uint64)
+    local = padded(1, np.uint64)
     local[0] = state[0]
     return local
 
 
-@njit(fastmath=FASTMATH, inline="always")
+@njit(cache=True)
+def padded(size, dtype):
+    """A thread's scratch array, zeroed, with 32 unused elements (>= 128 bytes) on both
+    sides: two threads' small arrays may come from neighbouring heap memory, and writes to
+    one cache line (or the adjacent line the prefetcher pairs with it) from two cores
+    would bounce it between them on every word."""
+    return np.zeros(size + 64, dtype)[32:32 + size]
+
+
+@njit(fastmath=FASTMATH, inline="always", _nrt=False)
 def skipgram_centre(output_step, vectors, buffer, n, i, radius, context, work, rows, head,
                     alpha, rng, with_loss):
     """Skip-gram for centre word buffer[i]: as word2vec.c, each context word's vector in
@@ -232,12 +286,12 @@ def skipgram_centre(output_step, vectors, buffer, n, i, radius, context, work, r
         if j != i:
             context[count] = buffer[j]
             count += 1
-    loss = sg_window(output_step, vectors, context, count, work[1], rows, buffer[i], head,
+    loss = sg_window(output_step, vectors, context, count, work, rows, buffer[i], head,
                      alpha, rng, with_loss)
     return loss, count
 
 
-@njit(fastmath=FASTMATH, inline="always")
+@njit(fastmath=FASTMATH, inline="always", _nrt=False)
 def cbow_centre(output_step, vectors, buffer, n, i, radius, context, work, rows, head,
                 alpha, rng, with_loss, mean):
     """CBOW for centre word buffer[i]: the context's mean (or sum) predicts it; every
@@ -246,28 +300,33 @@ def cbow_centre(output_step, vectors, buffer, n, i, radius, context, work, rows,
     if hi - lo < 2:
         return 0.0, 0                                       # no context word
     hidden, grad = work
+    # element loops, not row slices (see logistic_step)
     hidden[:] = 0.0
+    grad[:] = 0.0
     for j in range(lo, hi):
         if j != i:
-            hidden += vectors[buffer[j]]
+            source = buffer[j]
+            for k in range(hidden.shape[0]):
+                hidden[k] += vectors[source, k]
     if mean:
         hidden /= np.float32(hi - lo - 1)
-    grad[:] = 0.0
     loss = output_step(hidden, grad, rows, buffer[i], head, alpha, rng, with_loss)
     for j in range(lo, hi):
         if j != i:
-            vectors[buffer[j]] += grad
+            target = buffer[j]
+            for k in range(grad.shape[0]):
+                vectors[target, k] += grad[k]
     return loss, 1
 
 
-@njit(fastmath=FASTMATH, inline="always")
+@njit(fastmath=FASTMATH, inline="always", _nrt=False)
 def cbow_mean_centre(output_step, vectors, buffer, n, i, radius, context, work, rows, head,
                      alpha, rng, with_loss):
     return cbow_centre(output_step, vectors, buffer, n, i, radius, context, work, rows, head,
                        alpha, rng, with_loss, True)
 
 
-@njit(fastmath=FASTMATH, inline="always")
+@njit(fastmath=FASTMATH, inline="always", _nrt=False)
 def cbow_sum_centre(output_step, vectors, buffer, n, i, radius, context, work, rows, head,
                     alpha, rng, with_loss):
     return cbow_centre(output_step, vectors, buffer, n, i, radius, context, work, rows, head,
@@ -276,21 +335,19 @@ def cbow_sum_centre(output_step, vectors, buffer, n, i, radius, context, work, r
 
 @njit(fastmath=FASTMATH)
 def train_sentences(centre_step, output_step, vectors, weights, counters, tokens, offsets,
-                    first, last, keep, head, hot_start, hot_count, window, alpha_start,
+                    first, last, keep, head, private_start, private_count, window, alpha_start,
                     alpha_end, token_base, total_tokens, state):
     """One thread's work: sentences [first, last), subsampled, one centre_step per kept
     word with an effective window drawn from 1..window. Counters live in locals while it
     runs and go back to `counters` once, at the end; the loss is computed for one centre
     word in LOSS_SAMPLE_EVERY."""
     rng = private_copy(state)
-    hot = weights[hot_start:hot_start + hot_count].copy()
-    base = hot.copy()
-    rows = (weights, hot, np.int64(hot_start))
-    buffer = np.empty(longest_sentence(offsets, first, last), dtype=np.int32)
-    context = np.empty(2 * window, dtype=np.int32)
+    rows = (weights, np.int64(private_start), private_rows(private_count, weights.shape[1]))
+    buffer = padded(longest_sentence(offsets, first, last), np.int32)
+    context = padded(2 * window, np.int32)
     # two separate scratch vectors (hidden layer, gradient): a tuple of arrays, not rows of
     # one matrix, so no per-word slicing is needed
-    work = (np.zeros(vectors.shape[1], dtype=np.float32), np.zeros(vectors.shape[1], dtype=np.float32))
+    work = (padded(vectors.shape[1], np.float32), padded(vectors.shape[1], np.float32))
     loss, sampled, predictions = counters[0], np.int64(counters[1]), np.int64(counters[2])
     seen_total, kept_total = np.int64(counters[3]), np.int64(counters[4])
     for s in range(first, last):
@@ -298,8 +355,8 @@ def train_sentences(centre_step, output_step, vectors, weights, counters, tokens
         n, seen = kept_words(buffer, tokens, offsets[s], offsets[s + 1], vectors.shape[0], keep, rng)
         seen_total += seen
         for i in range(n):
-            if hot_count > 0 and kept_total % SYNC_EVERY == 0:
-                merge_hot(weights, hot, base, hot_start)
+            if private_count > 0 and kept_total % SYNC_EVERY == 0:
+                merge_private(weights, private_start, rows[2])
             radius = window - below(rng, window)
             with_loss = kept_total % LOSS_SAMPLE_EVERY == 0
             centre_loss, made = centre_step(output_step, vectors, buffer, n, i, radius, context,
@@ -308,25 +365,12 @@ def train_sentences(centre_step, output_step, vectors, weights, counters, tokens
             sampled += made if with_loss else 0
             predictions += made
             kept_total += 1
-    merge_hot(weights, hot, base, hot_start)
+    merge_private(weights, private_start, rows[2])
     store_counters(counters, loss, sampled, predictions, seen_total, kept_total)
     state[0] = rng[0]
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def merge_hot(weights, hot, base, hot_start):
-    """Add the thread's changes to its private hot rows (hot - base) into the shared rows,
-    then refresh the private copy from them."""
-    for r in range(hot.shape[0]):
-        shared = weights[hot_start + r]
-        for k in range(shared.shape[0]):
-            value = shared[k] + (hot[r, k] - base[r, k])
-            shared[k] = value
-            hot[r, k] = value
-            base[r, k] = value
-
-
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def store_counters(counters, loss, sampled, predictions, seen, kept):
     counters[0] = loss
     counters[1] = sampled
@@ -337,36 +381,36 @@ def store_counters(counters, loss, sampled, predictions, seen, kept):
 
 @njit(parallel=True)
 def train_threads(centre_step, output_step, vectors, weights, counters, tokens, offsets,
-                  thread_sentences, keep, head, hot_start, window, alpha_start, alpha_end,
+                  thread_sentences, keep, head, private_start, window, alpha_start, alpha_end,
                   token_base, total_tokens, rng_states):
     """One prange iteration per thread, each over its own sentences."""
     threads = thread_sentences.shape[0] - 1
-    hot_count = min(HOT_ROWS if threads > 1 else 0, weights.shape[0] - hot_start)
+    private_count = min(PRIVATE_ROWS if threads > 1 else 0, weights.shape[0] - private_start)
     for t in prange(threads):
         train_sentences(centre_step, output_step, vectors, weights, counters[t], tokens,
                         offsets, thread_sentences[t], thread_sentences[t + 1], keep, head,
-                        hot_start, hot_count, window, alpha_start, alpha_end, token_base,
+                        private_start, private_count, window, alpha_start, alpha_end, token_base,
                         total_tokens, rng_states[t:t + 1])
 
 
 def skipgram(output_step, vectors, weights, counters, tokens, offsets, thread_sentences,
-             keep, head, hot_start, window, alpha_start, alpha_end, token_base, total_tokens,
+             keep, head, private_start, window, alpha_start, alpha_end, token_base, total_tokens,
              rng_states):
     """vectors float32 [V, D], weights float32 [V-1 or V, D] (updated in place);
     counters float64 [T, COUNTERS] (accumulated); tokens int32 [N]; offsets int64 [S+1];
     thread_sentences int64 [T+1]: thread t trains sentences [ts[t], ts[t+1]);
-    keep float32 [V]; head: the output step's arrays; hot_start: first of the output rows
+    keep float32 [V]; head: the output step's arrays; private_start: first of the output rows
     threads keep private copies of; rng_states uint64 [T]."""
     train_threads(skipgram_centre, output_step, vectors, weights, counters, tokens, offsets,
-                  thread_sentences, keep, head, hot_start, window, alpha_start, alpha_end,
+                  thread_sentences, keep, head, private_start, window, alpha_start, alpha_end,
                   token_base, total_tokens, rng_states)
 
 
 def cbow(output_step, vectors, weights, counters, tokens, offsets, thread_sentences,
-         keep, head, hot_start, window, cbow_mean, alpha_start, alpha_end, token_base,
+         keep, head, private_start, window, cbow_mean, alpha_start, alpha_end, token_base,
          total_tokens, rng_states):
     """As `skipgram`, plus cbow_mean (bool): average the context vectors (else sum)."""
     centre = cbow_mean_centre if cbow_mean else cbow_sum_centre
     train_threads(centre, output_step, vectors, weights, counters, tokens, offsets,
-                  thread_sentences, keep, head, hot_start, window, alpha_start, alpha_end,
+                  thread_sentences, keep, head, private_start, window, alpha_start, alpha_end,
                   token_base, total_tokens, rng_states)

@@ -9,8 +9,10 @@ from stages.word2vec.cpu import LOSS_SAMPLE_EVERY, SIGMOID_BOUND
 from stages.word2vec.rng import py_below, py_split_draw, py_uniform
 
 
-def logistic_step(h, grad_h, row, grad_row, label, alpha, saturate, with_loss):
-    f = np.float32(np.dot(h.astype(np.float64), row.astype(np.float64)))
+def logistic_step(h, grad_h, weights, row, grad_weights, grad_row, label, alpha, saturate,
+                  with_loss):
+    w = weights[row]
+    f = np.float32(np.dot(h.astype(np.float64), w.astype(np.float64)))
     loss = math.log1p(math.exp(-float(f))) + (0.0 if label == 1 else float(f)) if with_loss else 0.0
     if abs(f) >= SIGMOID_BOUND:
         if not saturate:
@@ -18,28 +20,28 @@ def logistic_step(h, grad_h, row, grad_row, label, alpha, saturate, with_loss):
         g = np.float32((label - (1.0 if f > 0 else 0.0)) * alpha)
     else:
         g = np.float32((label - 1.0 / (1.0 + math.exp(-float(f)))) * alpha)
-    grad_h += g * row
-    grad_row += g * h
+    grad_h += g * w
+    grad_weights[grad_row] += g * h
     return loss
 
 
 def hs_step(h, grad_h, rows, word, head, alpha, rng, with_loss):
     """rows = (weights, ...): the reference never keeps private rows."""
     weights, codes, points, lengths = rows[0], *head
-    rows = [weights[points[word, j]] for j in range(lengths[word])]
-    return sum(logistic_step(h, grad_h, row, row, 1 - int(codes[word, j]), alpha, False, with_loss)
-               for j, row in enumerate(rows))
+    return sum(logistic_step(h, grad_h, weights, points[word, j], weights, points[word, j],
+                             1 - int(codes[word, j]), alpha, False, with_loss)
+               for j in range(lengths[word]))
 
 
 def ns_step(h, grad_h, rows, word, head, alpha, rng, with_loss):
     weights, (accept, alias, negative) = rows[0], head
-    loss = logistic_step(h, grad_h, weights[word], weights[word], 1, alpha, True, with_loss)
+    loss = logistic_step(h, grad_h, weights, word, weights, word, 1, alpha, True, with_loss)
     for _ in range(negative):
         index, u = py_split_draw(rng, accept.shape[0])
         target = index if u < accept[index] else alias[index]
         if target != word:
-            row = weights[target]
-            loss += logistic_step(h, grad_h, row, row, 0, alpha, True, with_loss)
+            loss += logistic_step(h, grad_h, weights, target, weights, target, 0, alpha, True,
+                                  with_loss)
     return loss
 
 
@@ -110,7 +112,7 @@ def train_sentences(centre_step, output_step, vectors, weights, counters, tokens
 
 
 def skipgram(output_step, vectors, weights, counters, tokens, offsets, thread_sentences,
-             keep, head, hot_start, window, alpha_start, alpha_end, token_base, total_tokens,
+             keep, head, private_start, window, alpha_start, alpha_end, token_base, total_tokens,
              rng_states):
     train_sentences(skipgram_centre, output_step, vectors, weights, counters, tokens, offsets,
                     thread_sentences, keep, head, window, alpha_start, alpha_end, token_base,
@@ -118,7 +120,7 @@ def skipgram(output_step, vectors, weights, counters, tokens, offsets, thread_se
 
 
 def cbow(output_step, vectors, weights, counters, tokens, offsets, thread_sentences,
-         keep, head, hot_start, window, cbow_mean, alpha_start, alpha_end, token_base,
+         keep, head, private_start, window, cbow_mean, alpha_start, alpha_end, token_base,
          total_tokens, rng_states):
     def centre(*args):
         return cbow_centre(*args, cbow_mean)

@@ -15,7 +15,7 @@ _S11, _S32 = np.uint64(11), np.uint64(32)
 _LOW32 = np.uint64(0xFFFFFFFF)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def next_u64(state):
     """state uint64 [1] -> a uint64 draw; advances state."""
     x = state[0]
@@ -26,20 +26,20 @@ def next_u64(state):
     return x * _MUL
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def uniform(state):
     """A float64 in [0, 1)."""
     return np.float64(next_u64(state) >> _S11) * (1.0 / 9007199254740992.0)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def below(state, n):
     """An int in [0, n) from the draw's high 32 bits (multiply-shift, no modulo bias
     worth speaking of for n << 2^32)."""
     return np.int64(((next_u64(state) >> _S32) * np.uint64(n)) >> _S32)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def split_draw(state, n):
     """One draw -> (an int in [0, n), a float in [0, 1)) from its two 32-bit halves:
     exactly what one alias-table sample needs."""

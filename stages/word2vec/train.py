@@ -39,7 +39,7 @@ def output_layer(cfg, counts: np.ndarray, huffman):
     if cfg.loss == "hs":
         rows = max(counts.size - 1, 1)
         # the inner nodes nearest the root are the last created: the hottest rows
-        return step, tuple(huffman), rows, max(rows - cpu.HOT_ROWS, 0)
+        return step, tuple(huffman), rows, max(rows - cpu.PRIVATE_ROWS, 0)
     accept, alias = vocab.negative_sampling_alias(counts)
     # the most frequent words (ids 0, 1, ...) are the most frequent negatives
     return step, (accept, alias, np.int64(cfg.negative)), counts.size, 0
@@ -74,7 +74,7 @@ class Trainer:
 
     def __init__(self, cfg, tokens, offsets, counts, huffman, threads: int):
         self.cfg, self.tokens, self.offsets, self.threads = cfg, tokens, offsets, threads
-        self.step, self.head, self.output_rows, self.hot_start = output_layer(cfg, counts, huffman)
+        self.step, self.head, self.output_rows, self.private_start = output_layer(cfg, counts, huffman)
         self.keep = vocab.keep_probabilities(counts, cfg.sample)
         self.alpha = cfg.alpha or DEFAULT_ALPHA[cfg.model]
         self.total = cfg.epochs * tokens.size
@@ -83,7 +83,7 @@ class Trainer:
         cfg, epoch = self.cfg, int(state["epoch"])
         common = (self.step, state["vectors"], state["weights"], state["counters"],
                   self.tokens, self.offsets, thread_bounds(self.offsets, first, last, self.threads),
-                  self.keep, self.head, self.hot_start, cfg.window)
+                  self.keep, self.head, self.private_start, cfg.window)
         schedule = (self.alpha, self.alpha * cfg.min_alpha_ratio, epoch * self.tokens.size,
                     self.total, state["rng_states"])
         if cfg.model == "skipgram":
@@ -126,7 +126,7 @@ class CudaTrainer(Trainer):
         bounds = cuda.to_device(thread_bounds(self.offsets, first, last, self.threads))
         common = (self.step, live["vectors"], live["weights"], live["counters"],
                   self.device["tokens"], self.device["offsets"], bounds, self.device["keep"],
-                  self.device_head, self.hot_start, cfg.window)
+                  self.device_head, self.private_start, cfg.window)
         schedule = (self.alpha, self.alpha * cfg.min_alpha_ratio, epoch * self.tokens.size,
                     self.total, live["rng_states"], self.scratch)
         if cfg.model == "skipgram":

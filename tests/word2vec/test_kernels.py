@@ -80,7 +80,7 @@ def test_one_hierarchical_softmax_node_by_hand():
     grad = np.zeros(2, np.float32)
     weights = np.array([[0.5, 0.5]], np.float32)
     head = (np.array([[0]], np.uint8), np.array([[0]], np.int32), np.array([1], np.uint8))
-    rows = (weights, np.zeros((0, 2), np.float32), np.int64(0))
+    rows = (weights, np.int64(0), cpu.private_rows(0, 2))
     loss = cpu.hs_step(h, grad, rows, 0, head, 0.1, np.ones(1, np.uint64), True)
     np.testing.assert_allclose(grad, [0.0188770, 0.0188770], rtol=1e-5)
     np.testing.assert_allclose(weights[0], [0.5377541, 0.5], rtol=1e-6)
@@ -128,7 +128,7 @@ def test_kernel_step_is_minus_alpha_times_the_checked_gradient(step):
     grad = np.zeros(6, np.float32)
     state = np.array([99], np.uint64)
     alpha = 1e-6      # small: a repeated negative then sees its own update only at O(alpha^2)
-    cpu_rows = (weights, np.zeros((0, 6), np.float32), np.int64(0))
+    cpu_rows = (weights, np.int64(0), cpu.private_rows(0, 6))
     getattr(cpu, step)(h, grad, cpu_rows, 7, head, alpha, state.copy(), False)
     if step == "hs_step":
         codes, points, lengths = head
@@ -185,18 +185,30 @@ def test_sigmoid_table_is_accurate_to_float32_rounding():
     assert np.max(np.abs(table - exact)) < 6e-7
 
 
-def test_private_hot_rows_merge_every_threads_changes():
-    """Two threads' private copies of the same rows: both deltas land in the shared rows."""
+def test_private_rows_merge_every_threads_changes():
+    """Two threads' private copies of the same rows: both deltas land in the shared rows;
+    only the rows a thread used are copied and merged, and a merge starts a new window in
+    which the next use copies the row afresh."""
     shared = np.zeros((4, 3), np.float32)
-    copies = [(shared[1:3].copy(), shared[1:3].copy()) for _ in range(2)]
-    copies[0][0][0] += 1.0          # thread 0 changes row 1
-    copies[1][0][0] += 2.0          # thread 1 changes row 1 too
-    copies[1][0][1] -= 1.0          # and row 2
-    for hot, base in copies:
-        cpu.merge_hot(shared, hot, base, 1)
+    h, grad = np.ones(3, np.float32), np.zeros(3, np.float32)
+    privates = [cpu.private_rows(2, 3) for _ in range(2)]       # rows 1 and 2 are private
+    # label 1 at h . w = 0: g = alpha * (1 - 1/2), so row += alpha / 2 * h
+    cpu.output_unit(h, grad, shared, 1, *privates[0], 1, 1, 2.0, False, False)     # row 1 += 1
+    cpu.output_unit(h, grad, shared, 1, *privates[1], 1, 1, 4.0, False, False)     # row 1 += 2
+    cpu.output_unit(h, grad, shared, 1, *privates[1], 2, 1, -2.0, False, False)    # row 2 -= 1
+    cpu.output_unit(h, grad, shared, 1, *privates[1], 3, 1, 2.0, False, False)     # row 3: shared
+    assert not shared[1:3].any()                     # private changes wait for the merge
+    np.testing.assert_array_equal(shared[3], [1.0, 1.0, 1.0])
+    assert privates[0][4][1] == 1 and privates[1][4][1] == 2      # rows used this window
+    for private in privates:
+        cpu.merge_private(shared, 1, private)
     np.testing.assert_array_equal(shared[1], [3.0, 3.0, 3.0])
     np.testing.assert_array_equal(shared[2], [-1.0, -1.0, -1.0])
-    assert not shared[0].any() and not shared[3].any()
+    assert not shared[0].any()
+    assert privates[0][4][0] == 1 and privates[0][4][1] == 0      # a new window
+    # the next use copies the merged row in afresh (both threads' changes)
+    cpu.output_unit(h, grad, shared, 1, *privates[0], 1, 1, 0.0, False, False)
+    np.testing.assert_array_equal(privates[0][0][0], [3.0, 3.0, 3.0])
 
 
 def test_sigmoid_never_reads_past_its_table():
