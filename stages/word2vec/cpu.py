@@ -75,6 +75,18 @@ def prefetch_row(matrix, row):
         prefetch_line(matrix, row, column)
 
 
+@intrinsic
+def fetch_add(typingctx, counter, value):
+    """Atomically add `value` to counter[0] (int64) and return its previous value: how
+    threads take the next block of sentences."""
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        pointer = cgutils.get_item_pointer(context, builder, signature.args[0], array,
+                                           [context.get_constant(types.intp, 0)])
+        return builder.atomic_rmw("add", pointer, args[1], "seq_cst")
+    return types.int64(counter, types.int64), codegen
+
+
 SIGMOID_TABLE_SIZE = 2048
 _SIGMOID_SCALE = np.float32(SIGMOID_TABLE_SIZE / (2 * SIGMOID_BOUND))
 _SIGMOID = (1.0 / (1.0 + np.exp(SIGMOID_BOUND - np.arange(SIGMOID_TABLE_SIZE + 1)
@@ -124,29 +136,37 @@ def logistic_step(h, grad_h, weights, row, grad_weights, grad_row, label, alpha,
     return loss
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always", _nrt=False)
-def output_unit(h, grad_h, weights, first, copy, base, stamp, used, window, index, label,
-                alpha, saturate, with_loss):
-    """logistic_step on output row `index`: on the thread's private copy of it if it has one
-    (see `private_rows`; taken afresh on its first use since the last merge)."""
+@njit(cache=True, inline="always", _nrt=False)
+def row_home(rows, index):
+    """(matrix, row) that holds the thread's current value of row `index` of a shared
+    matrix. rows = (shared float32 [R, D], first private row, private rows: see
+    `private_rows`): the thread's private copy if it has one, copied in on the row's first
+    use since the last merge; else the shared row."""
+    shared, first, private = rows
+    copy, base, stamp, used, window = private
     offset = index - first
-    if 0 <= offset < copy.shape[0]:
-        if stamp[offset] != window[0]:
-            for k in range(h.shape[0]):
-                copy[offset, k] = weights[index, k]
-                base[offset, k] = weights[index, k]
-            stamp[offset] = window[0]
-            used[window[1]] = offset
-            window[1] += 1
-        return logistic_step(h, grad_h, copy, offset, copy, offset, label, alpha, saturate,
-                             with_loss)
-    return logistic_step(h, grad_h, weights, index, weights, index, label, alpha, saturate,
-                         with_loss)
+    if offset < 0 or offset >= copy.shape[0]:
+        return shared, index
+    if stamp[offset] != window[0]:
+        for k in range(shared.shape[1]):
+            copy[offset, k] = shared[index, k]
+            base[offset, k] = shared[index, k]
+        stamp[offset] = window[0]
+        used[window[1]] = offset
+        window[1] += 1
+    return copy, offset
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always", _nrt=False)
+def output_unit(h, grad_h, rows, index, label, alpha, saturate, with_loss):
+    """logistic_step on output row `index` where the thread keeps it (see row_home)."""
+    matrix, row = row_home(rows, index)
+    return logistic_step(h, grad_h, matrix, row, matrix, row, label, alpha, saturate, with_loss)
 
 
 @njit(cache=True)
 def private_rows(count, dim):
-    """A thread's private copies of output rows: (copy float32 [P, D], base float32 [P, D]:
+    """A thread's private copies of shared rows: (copy float32 [P, D], base float32 [P, D]:
     the shared values when copied, stamp int64 [P]: the merge window of each copy, used
     int64 [P]: the rows copied this window, window int64 [2]: (window number, rows used))."""
     return (np.empty((count, dim), np.float32), np.empty((count, dim), np.float32),
@@ -173,15 +193,13 @@ def hs_step(h, grad_h, rows, word, head, alpha, rng, with_loss):
     first private row, private rows). Label of node j is 1 - code[j] (word2vec.c).
     Returns the loss -log p(word | h)."""
     codes, points, lengths = head
-    weights, first, (copy, base, stamp, used, window) = rows
     # No prefetching here: in skip-gram the path is walked once per context word and is
     # already in L1 after the first (prefetching it each time cost 8%), and with two
     # threads it bought CBOW nothing measurable.
     loss = 0.0
     for j in range(lengths[word]):
-        loss += output_unit(h, grad_h, weights, first, copy, base, stamp, used, window,
-                            np.int64(points[word, j]), 1 - np.int64(codes[word, j]), alpha,
-                            False, with_loss)
+        loss += output_unit(h, grad_h, rows, np.int64(points[word, j]),
+                            1 - np.int64(codes[word, j]), alpha, False, with_loss)
     return loss
 
 
@@ -191,20 +209,17 @@ def ns_step(h, grad_h, rows, word, head, alpha, rng, with_loss):
     (a draw equal to `word` is skipped, as in word2vec.c). Output rows: weights [V, D];
     head = (accept float64 [V], alias int32 [V], negative int64). Returns the loss."""
     accept, alias, negative = head
-    weights, first, (copy, base, stamp, used, window) = rows
     replay = rng[0]                 # draw the negatives once to prefetch their rows ...
     for _ in range(negative):
         index, u = split_draw(rng, accept.shape[0])
-        prefetch_row(weights, index if u < accept[index] else alias[index])
+        prefetch_row(rows[0], index if u < accept[index] else alias[index])
     rng[0] = replay                 # ... then draw the very same ones again to use them
-    loss = output_unit(h, grad_h, weights, first, copy, base, stamp, used, window,
-                       np.int64(word), 1, alpha, True, with_loss)
+    loss = output_unit(h, grad_h, rows, np.int64(word), 1, alpha, True, with_loss)
     for _ in range(negative):
         index, u = split_draw(rng, accept.shape[0])
         target = index if u < accept[index] else alias[index]
         if target != word:
-            loss += output_unit(h, grad_h, weights, first, copy, base, stamp, used, window,
-                                np.int64(target), 0, alpha, True, with_loss)
+            loss += output_unit(h, grad_h, rows, np.int64(target), 0, alpha, True, with_loss)
     return loss
 
 
@@ -335,36 +350,41 @@ def cbow_sum_centre(output_step, vectors, buffer, n, i, radius, context, work, r
 
 @njit(fastmath=FASTMATH)
 def train_sentences(centre_step, output_step, vectors, weights, counters, tokens, offsets,
-                    first, last, keep, head, private_start, private_count, window, alpha_start,
-                    alpha_end, token_base, total_tokens, state):
-    """One thread's work: sentences [first, last), subsampled, one centre_step per kept
-    word with an effective window drawn from 1..window. Counters live in locals while it
-    runs and go back to `counters` once, at the end; the loss is computed for one centre
-    word in LOSS_SAMPLE_EVERY."""
+                    blocks, next_block, keep, head, private_start, private_count, window,
+                    alpha_start, alpha_end, token_base, total_tokens, state):
+    """One thread's work: blocks of sentences taken in turn from the shared next_block
+    counter until none is left; each sentence subsampled, one centre_step per kept word
+    with an effective window drawn from 1..window. Counters live in locals while it runs
+    and go back to `counters` once, at the end; the loss is computed for one centre word
+    in LOSS_SAMPLE_EVERY."""
     rng = private_copy(state)
     rows = (weights, np.int64(private_start), private_rows(private_count, weights.shape[1]))
-    buffer = padded(longest_sentence(offsets, first, last), np.int32)
+    buffer = padded(longest_sentence(offsets, blocks[0], blocks[-1]), np.int32)
     context = padded(2 * window, np.int32)
     # two separate scratch vectors (hidden layer, gradient): a tuple of arrays, not rows of
     # one matrix, so no per-word slicing is needed
     work = (padded(vectors.shape[1], np.float32), padded(vectors.shape[1], np.float32))
     loss, sampled, predictions = counters[0], np.int64(counters[1]), np.int64(counters[2])
     seen_total, kept_total = np.int64(counters[3]), np.int64(counters[4])
-    for s in range(first, last):
-        alpha = learning_rate(token_base + offsets[s], alpha_start, alpha_end, total_tokens)
-        n, seen = kept_words(buffer, tokens, offsets[s], offsets[s + 1], vectors.shape[0], keep, rng)
-        seen_total += seen
-        for i in range(n):
-            if private_count > 0 and kept_total % SYNC_EVERY == 0:
-                merge_private(weights, private_start, rows[2])
-            radius = window - below(rng, window)
-            with_loss = kept_total % LOSS_SAMPLE_EVERY == 0
-            centre_loss, made = centre_step(output_step, vectors, buffer, n, i, radius, context,
-                                            work, rows, head, alpha, rng, with_loss)
-            loss += centre_loss
-            sampled += made if with_loss else 0
-            predictions += made
-            kept_total += 1
+    block = fetch_add(next_block, np.int64(1))
+    while block < blocks.shape[0] - 1:
+        for s in range(blocks[block], blocks[block + 1]):
+            alpha = learning_rate(token_base + offsets[s], alpha_start, alpha_end, total_tokens)
+            n, seen = kept_words(buffer, tokens, offsets[s], offsets[s + 1], vectors.shape[0],
+                                 keep, rng)
+            seen_total += seen
+            for i in range(n):
+                if private_count > 0 and kept_total % SYNC_EVERY == 0:
+                    merge_private(weights, private_start, rows[2])
+                radius = window - below(rng, window)
+                with_loss = kept_total % LOSS_SAMPLE_EVERY == 0
+                centre_loss, made = centre_step(output_step, vectors, buffer, n, i, radius,
+                                                context, work, rows, head, alpha, rng, with_loss)
+                loss += centre_loss
+                sampled += made if with_loss else 0
+                predictions += made
+                kept_total += 1
+        block = fetch_add(next_block, np.int64(1))
     merge_private(weights, private_start, rows[2])
     store_counters(counters, loss, sampled, predictions, seen_total, kept_total)
     state[0] = rng[0]
@@ -381,36 +401,39 @@ def store_counters(counters, loss, sampled, predictions, seen, kept):
 
 @njit(parallel=True)
 def train_threads(centre_step, output_step, vectors, weights, counters, tokens, offsets,
-                  thread_sentences, keep, head, private_start, window, alpha_start, alpha_end,
+                  blocks, keep, head, private_start, window, alpha_start, alpha_end,
                   token_base, total_tokens, rng_states):
-    """One prange iteration per thread, each over its own sentences."""
-    threads = thread_sentences.shape[0] - 1
+    """One prange iteration per thread (rng_states.shape[0] of them), each taking blocks of
+    sentences until none is left."""
+    threads = rng_states.shape[0]
+    next_block = padded(1, np.int64)
     private_count = min(PRIVATE_ROWS if threads > 1 else 0, weights.shape[0] - private_start)
     for t in prange(threads):
         train_sentences(centre_step, output_step, vectors, weights, counters[t], tokens,
-                        offsets, thread_sentences[t], thread_sentences[t + 1], keep, head,
-                        private_start, private_count, window, alpha_start, alpha_end, token_base,
-                        total_tokens, rng_states[t:t + 1])
+                        offsets, blocks, next_block, keep, head, private_start, private_count,
+                        window, alpha_start, alpha_end, token_base, total_tokens,
+                        rng_states[t:t + 1])
 
 
-def skipgram(output_step, vectors, weights, counters, tokens, offsets, thread_sentences,
-             keep, head, private_start, window, alpha_start, alpha_end, token_base, total_tokens,
+def skipgram(output_step, vectors, weights, counters, tokens, offsets, blocks, keep, head,
+             private_start, window, alpha_start, alpha_end, token_base, total_tokens,
              rng_states):
     """vectors float32 [V, D], weights float32 [V-1 or V, D] (updated in place);
     counters float64 [T, COUNTERS] (accumulated); tokens int32 [N]; offsets int64 [S+1];
-    thread_sentences int64 [T+1]: thread t trains sentences [ts[t], ts[t+1]);
-    keep float32 [V]; head: the output step's arrays; private_start: first of the output rows
-    threads keep private copies of; rng_states uint64 [T]."""
+    blocks int64 [K+1]: the threads take sentences [blocks[k], blocks[k+1]) for k = 0, 1,
+    ... in turn (one thread: in order); keep float32 [V]; head: the output step's arrays;
+    private_start: first of the output rows threads keep private copies of;
+    rng_states uint64 [T]: one per thread."""
     train_threads(skipgram_centre, output_step, vectors, weights, counters, tokens, offsets,
-                  thread_sentences, keep, head, private_start, window, alpha_start, alpha_end,
+                  blocks, keep, head, private_start, window, alpha_start, alpha_end,
                   token_base, total_tokens, rng_states)
 
 
-def cbow(output_step, vectors, weights, counters, tokens, offsets, thread_sentences,
-         keep, head, private_start, window, cbow_mean, alpha_start, alpha_end, token_base,
-         total_tokens, rng_states):
+def cbow(output_step, vectors, weights, counters, tokens, offsets, blocks, keep, head,
+         private_start, window, cbow_mean, alpha_start, alpha_end, token_base, total_tokens,
+         rng_states):
     """As `skipgram`, plus cbow_mean (bool): average the context vectors (else sum)."""
     centre = cbow_mean_centre if cbow_mean else cbow_sum_centre
-    train_threads(centre, output_step, vectors, weights, counters, tokens, offsets,
-                  thread_sentences, keep, head, private_start, window, alpha_start, alpha_end,
-                  token_base, total_tokens, rng_states)
+    train_threads(centre, output_step, vectors, weights, counters, tokens, offsets, blocks,
+                  keep, head, private_start, window, alpha_start, alpha_end, token_base,
+                  total_tokens, rng_states)

@@ -24,6 +24,10 @@ from stages.word2vec import cpu
 from stages.word2vec.rng import seed_states
 
 DEFAULT_ALPHA = {"skipgram": 0.025, "cbow": 0.05}    # word2vec.c's defaults
+# CPU threads take a chunk's sentences in this many blocks each, one at a time: equal token
+# counts are not equal work (subsampling, path lengths), and a thread that finished its
+# share early would wait for the other at the end of every chunk (3-10% of the time).
+BLOCKS_PER_THREAD = 16
 CHECKPOINT = "checkpoint/state.npz"
 
 
@@ -61,9 +65,9 @@ def chunk_bounds(offsets: np.ndarray, first: int, words: int) -> int:
     return min(max(first + 1, int(np.searchsorted(offsets, target, side="left"))), offsets.size - 1)
 
 
-def thread_bounds(offsets: np.ndarray, first: int, last: int, threads: int) -> np.ndarray:
-    """Split sentences [first, last) into `threads` runs of about equal token counts."""
-    targets = np.linspace(offsets[first], offsets[last], threads + 1)
+def sentence_blocks(offsets: np.ndarray, first: int, last: int, count: int) -> np.ndarray:
+    """Split sentences [first, last) into `count` runs of about equal token counts."""
+    targets = np.linspace(offsets[first], offsets[last], count + 1)
     bounds = np.searchsorted(offsets[first:last + 1], targets) + first
     bounds[0], bounds[-1] = first, last
     return np.maximum.accumulate(bounds).astype(np.int64)
@@ -82,7 +86,8 @@ class Trainer:
     def run_chunk(self, state: dict, first: int, last: int) -> None:
         cfg, epoch = self.cfg, int(state["epoch"])
         common = (self.step, state["vectors"], state["weights"], state["counters"],
-                  self.tokens, self.offsets, thread_bounds(self.offsets, first, last, self.threads),
+                  self.tokens, self.offsets,
+                  sentence_blocks(self.offsets, first, last, self.threads * BLOCKS_PER_THREAD),
                   self.keep, self.head, self.private_start, cfg.window)
         schedule = (self.alpha, self.alpha * cfg.min_alpha_ratio, epoch * self.tokens.size,
                     self.total, state["rng_states"])
@@ -123,7 +128,7 @@ class CudaTrainer(Trainer):
         # counters are reset between epochs on the host: small, so sent with every chunk
         live = {**self.weights_on_device,
                 **{k: cuda.to_device(state[k]) for k in ("counters", "rng_states")}}
-        bounds = cuda.to_device(thread_bounds(self.offsets, first, last, self.threads))
+        bounds = cuda.to_device(sentence_blocks(self.offsets, first, last, self.threads))
         common = (self.step, live["vectors"], live["weights"], live["counters"],
                   self.device["tokens"], self.device["offsets"], bounds, self.device["keep"],
                   self.device_head, self.private_start, cfg.window)

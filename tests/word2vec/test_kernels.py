@@ -61,6 +61,25 @@ def test_kernel_matches_reference_with_one_thread(model, step, seed):
     assert s1[0] == s2[0]                                 # the same random draws
 
 
+@pytest.mark.parametrize("model", ["skipgram", "cbow"])
+def test_one_thread_takes_the_blocks_in_order(model):
+    """Blocks are how threads share a chunk's sentences; one thread takes them in order,
+    so any split of the sentences into blocks gives the same vectors, bit for bit."""
+    counts, tokens, offsets, vectors, rng = tiny_problem(7)
+    keep = vocab.keep_probabilities(counts, 0.01)
+    head, rows = heads(counts)["hs_step"]
+    weights = (rng.random((rows, vectors.shape[1]), dtype=np.float32) - 0.5)
+    results = []
+    for blocks in ([0, offsets.size - 1], [0, 2, 2, 5, offsets.size - 1]):
+        v, w, counters = vectors.copy(), weights.copy(), np.zeros((1, cpu.COUNTERS))
+        args = [cpu.hs_step, v, w, counters, tokens, offsets, np.array(blocks, np.int64), keep,
+                head, 0, 3] + ([True] if model == "cbow" else [])
+        getattr(cpu, model)(*args, 0.05, 0.0001, 0, 2 * tokens.size, rngmod.seed_states(11, 1))
+        results.append((v, w, counters))
+    for one, many in zip(*results):
+        assert one.tobytes() == many.tobytes()
+
+
 @pytest.mark.parametrize("model, step", KERNELS)
 def test_edge_cases_two_word_vocabulary_and_sum_mode(model, step):
     """V = 2 (every code has length 1), sentences of 0 and 1 words, CBOW summing."""
@@ -192,11 +211,12 @@ def test_private_rows_merge_every_threads_changes():
     shared = np.zeros((4, 3), np.float32)
     h, grad = np.ones(3, np.float32), np.zeros(3, np.float32)
     privates = [cpu.private_rows(2, 3) for _ in range(2)]       # rows 1 and 2 are private
+    rows = [(shared, np.int64(1), private) for private in privates]
     # label 1 at h . w = 0: g = alpha * (1 - 1/2), so row += alpha / 2 * h
-    cpu.output_unit(h, grad, shared, 1, *privates[0], 1, 1, 2.0, False, False)     # row 1 += 1
-    cpu.output_unit(h, grad, shared, 1, *privates[1], 1, 1, 4.0, False, False)     # row 1 += 2
-    cpu.output_unit(h, grad, shared, 1, *privates[1], 2, 1, -2.0, False, False)    # row 2 -= 1
-    cpu.output_unit(h, grad, shared, 1, *privates[1], 3, 1, 2.0, False, False)     # row 3: shared
+    cpu.output_unit(h, grad, rows[0], 1, 1, 2.0, False, False)      # row 1 += 1
+    cpu.output_unit(h, grad, rows[1], 1, 1, 4.0, False, False)      # row 1 += 2
+    cpu.output_unit(h, grad, rows[1], 2, 1, -2.0, False, False)     # row 2 -= 1
+    cpu.output_unit(h, grad, rows[1], 3, 1, 2.0, False, False)      # row 3: shared
     assert not shared[1:3].any()                     # private changes wait for the merge
     np.testing.assert_array_equal(shared[3], [1.0, 1.0, 1.0])
     assert privates[0][4][1] == 1 and privates[1][4][1] == 2      # rows used this window
@@ -207,7 +227,7 @@ def test_private_rows_merge_every_threads_changes():
     assert not shared[0].any()
     assert privates[0][4][0] == 1 and privates[0][4][1] == 0      # a new window
     # the next use copies the merged row in afresh (both threads' changes)
-    cpu.output_unit(h, grad, shared, 1, *privates[0], 1, 1, 0.0, False, False)
+    cpu.output_unit(h, grad, rows[0], 1, 1, 0.0, False, False)
     np.testing.assert_array_equal(privates[0][0][0], [3.0, 3.0, 3.0])
 
 

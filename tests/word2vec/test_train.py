@@ -90,9 +90,9 @@ def test_killed_run_resumes_from_its_checkpoint_to_the_same_vectors(prepared, tm
     assert not (tmp_path / "resumed" / train.CHECKPOINT).exists()
 
 
-def test_thread_bounds_cover_all_sentences_evenly():
+def test_sentence_blocks_cover_all_sentences_evenly():
     offsets = np.array([0, 10, 10, 30, 31, 60, 100], dtype=np.int64)
-    bounds = train.thread_bounds(offsets, 1, 6, 3)
+    bounds = train.sentence_blocks(offsets, 1, 6, 3)
     assert bounds[0] == 1 and bounds[-1] == 6 and np.all(np.diff(bounds) >= 0)
     assert train.chunk_bounds(offsets, 0, 25) == 3
     assert train.chunk_bounds(offsets, 5, 10 ** 9) == 6
