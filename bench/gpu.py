@@ -106,7 +106,8 @@ def rnnlm_step(cell: str, output: str, windows: int = 20) -> dict:
     from numba import cuda
     from stages.rnnlm import cpu as lm_cpu, cuda as lm_cuda, data
     from stages.rnnlm.device import DeviceModel
-    from stages.rnnlm.model import Architecture, Model, flat_size, initialise, parameter_shapes
+    from stages.rnnlm.model import (Architecture, Model, Optimiser, flat_size, initialise,
+                                    parameter_shapes)
     from stages.rnnlm.train import set_threads
     set_threads(0)
     V, rng = 10002, np.random.default_rng(0)
@@ -123,11 +124,12 @@ def rnnlm_step(cell: str, output: str, windows: int = 20) -> dict:
     scale = float(np.abs(model.grads).max())
 
     def train(runner, kernels, window_batches):
-        state = runner.initial_state(32)
+        """As the stage's training loop: clip, then SGD where the gradient can be non-zero."""
+        state, sgd = runner.initial_state(32), Optimiser("sgd", 0, kernels=kernels)
         for ids, targets in window_batches:
             _, state = runner.train_window(ids, targets, state, False)
-            kernels.clip_global_norm(runner.grads, 0.25)
-            kernels.sgd_step(runner.params, runner.grads, np.float32(1.0))
+            runner.clip_gradients(0.25)
+            sgd.step(runner.params, runner.grads, 1.0, runner.gradient_segments())
         cuda.synchronize()
 
     rates = {}

@@ -384,11 +384,11 @@ def hs_forward(losses, h, w, codes, points, lengths, targets):
 
 @njit(**KERNEL)
 def hs_backward(d_h, d_w, h, w, codes, points, lengths, targets, scale):
-    """d_h [N, H], d_w [V-1, H] out: gradients of scale * summed loss, each node through
-    word2vec's logistic_step (saturating past its bound, so a confidently wrong node still
-    gets its full gradient)."""
+    """d_h [N, H] out, d_w [V-1, H] added to: gradients of scale * summed loss, each node
+    through word2vec's logistic_step (saturating past its bound, so a confidently wrong
+    node still gets its full gradient). Only the rows of d_w on the targets' paths change:
+    the caller zeroes those (path_nodes), not all V-1 rows."""
     d_h[:] = 0.0
-    d_w[:] = 0.0
     for n in range(targets.shape[0]):
         word = targets[n]
         for j in range(lengths[word]):
@@ -423,23 +423,95 @@ def embed_backward(d_embeddings, d_x, ids):
             d_embeddings[ids[t, b]] += d_x[t, b]
 
 
+@njit(cache=True)
+def whole(array):
+    """The segment list covering all of a flat array."""
+    return np.array([[0, array.shape[0]]], dtype=np.int64)
+
+
 @njit(**KERNEL)
 def clip_global_norm(grads, max_norm):
     """grads: every gradient in one flat array, scaled in place to norm <= max_norm
     (0: never); returns the norm before clipping (PyTorch's clip_grad_norm_ rule)."""
+    return clip_segments(grads, whole(grads), max_norm)
+
+
+@njit(**KERNEL)
+def clip_segments(grads, segments, max_norm):
+    """clip_global_norm for a gradient that is zero outside segments (int64 [S, 2]: the
+    [start, stop) ranges of the flat array that may be non-zero): the rows an HS output
+    layer or an embedding table touched in a window are a fraction of their matrices."""
     square = 0.0
-    for k in range(grads.shape[0]):
-        square += np.float64(grads[k]) * grads[k]
+    for s in range(segments.shape[0]):
+        for k in range(segments[s, 0], segments[s, 1]):
+            square += np.float64(grads[k]) * grads[k]
     norm = math.sqrt(square)
     if max_norm > 0 and norm > max_norm:
-        grads *= max_norm / (norm + 1e-6)
+        factor = max_norm / (norm + 1e-6)
+        for s in range(segments.shape[0]):
+            for k in range(segments[s, 0], segments[s, 1]):
+                grads[k] *= factor
     return norm
 
 
 @njit(**KERNEL)
 def sgd_step(params, grads, lr):
-    for k in range(params.shape[0]):
-        params[k] -= lr * grads[k]
+    sgd_segments(params, grads, whole(params), lr)
+
+
+@njit(**KERNEL)
+def sgd_segments(params, grads, segments, lr):
+    """params -= lr * grads where the gradient may be non-zero (see clip_segments)."""
+    for s in range(segments.shape[0]):
+        for k in range(segments[s, 0], segments[s, 1]):
+            params[k] -= lr * grads[k]
+
+
+@njit(cache=True)
+def add_distinct(out, count, marks, rows):
+    """Append to out (int64) the values of rows (ints < marks.size) not yet marked in
+    marks (bool [R]), marking them; returns the new count. unmark() clears the marks."""
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        if not marks[r]:
+            marks[r] = True
+            out[count] = r
+            count += 1
+    return count
+
+
+@njit(cache=True)
+def unmark(marks, rows):
+    for i in range(rows.shape[0]):
+        marks[rows[i]] = False
+
+
+@njit(cache=True)
+def distinct_ids(out, marks, ids):
+    """out: the distinct ids (any shape) in first-seen order; returns how many. marks:
+    bool scratch, all False in and out."""
+    count = add_distinct(out, 0, marks, ids.reshape(-1))
+    unmark(marks, out[:count])
+    return count
+
+
+@njit(cache=True)
+def path_nodes(out, marks, points, lengths, targets):
+    """distinct_ids of the inner nodes on the targets' Huffman paths."""
+    count = 0
+    for n in range(targets.shape[0]):
+        word = targets[n]
+        count = add_distinct(out, count, marks, points[word, :lengths[word]])
+    unmark(marks, out[:count])
+    return count
+
+
+@njit(**KERNEL)
+def zero_rows(matrix, rows):
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        for k in range(matrix.shape[1]):
+            matrix[r, k] = 0.0
 
 
 @njit(**KERNEL)

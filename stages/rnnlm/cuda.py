@@ -572,7 +572,7 @@ def hs_forward(losses, h, w, codes, points, lengths, targets):
 
 
 def hs_backward(d_h, d_w, h, w, codes, points, lengths, targets, scale):
-    fill(d_w, 0.0)
+    """As cpu.hs_backward: d_h out, d_w added to."""
     _hs_backward[h.shape[0], WARP](d_h, d_w, h, w, codes, points, lengths, targets,
                                             scale)
 

@@ -41,6 +41,13 @@ class DeviceModel:
         self._buffers: dict = {}
 
     # ------------------------------------------------------------------ host <-> device
+    def gradient_segments(self):
+        """None: the device works on whole arrays (see Model.gradient_segments)."""
+        return None
+
+    def clip_gradients(self, max_norm: float) -> float:
+        return kernels.clip_global_norm(self.grads, max_norm)
+
     def pull(self) -> None:
         """The device parameters into the host model's."""
         self.params.copy_to_host(self.host.params)
@@ -146,6 +153,7 @@ class DeviceModel:
             kernels.softmax_backward(d_top, g["w_out"], g["b_out"], work["exps"],
                                      work["inverse_totals"], top, p["w_out"], d_targets, scale)
         else:
+            kernels.fill(g["w_out"], 0.0)
             kernels.hs_backward(d_top, g["w_out"], top, p["w_out"], *self.huffman, d_targets,
                                 scale)
         return loss

@@ -49,6 +49,20 @@ def parameter_shapes(arch: Architecture) -> dict[str, tuple]:
     return shapes
 
 
+def sparse_matrices(arch: Architecture) -> list[str]:
+    """The matrices whose gradient in a window is a few rows: a trained embedding table
+    (the window's ids) and an HS output layer (the nodes on the targets' paths)."""
+    return (["embeddings"] if arch.train_embeddings else []) + (["w_out"] if arch.output == "hs" else [])
+
+
+def flat_starts(shapes: dict[str, tuple]) -> dict[str, int]:
+    starts, start = {}, 0
+    for name, shape in shapes.items():
+        starts[name] = start
+        start += math.prod(shape)
+    return starts
+
+
 def flat_views(shapes: dict[str, tuple], flat: np.ndarray) -> dict[str, np.ndarray]:
     views, start = {}, 0
     for name, shape in shapes.items():
@@ -124,6 +138,18 @@ class Model:
         self.rng_state = rng_state if rng_state is not None else np.ones(1, np.uint64)
         self.forward_cell, self.backward_cell = CELL_KERNELS[arch.cell]
         self._workspaces: dict = {}
+        # The gradient of a sparse matrix is zero but in the rows the last backward touched
+        # (listed here): clipping and SGD visit those rows only, and the next window zeroes
+        # them instead of the whole matrix (10 MB for an HS layer over 10k words).
+        self.touched = {name: np.zeros(0, np.int64) for name in sparse_matrices(arch)}
+        self._marks = {name: np.zeros(self.g[name].shape[0], np.bool_) for name in self.touched}
+        starts = flat_starts(self.shapes)
+        self._row_starts = {name: starts[name] for name in self.touched}
+        self._dense_segments = np.array(
+            [[starts[name], starts[name] + math.prod(shape)]
+             for name, shape in self.shapes.items() if name not in self.touched],
+            np.int64).reshape(-1, 2)
+        self._segments = None
 
     def workspace(self, T: int, B: int, train: bool) -> Workspace:
         key = (T, B, train and self.keep < 1.0)
@@ -176,6 +202,9 @@ class Model:
                                  work.inverse_totals[:flat.size], top, self.p["w_out"], flat,
                                  scale)
         else:
+            nodes = np.empty(self.g["w_out"].shape[0], np.int64)
+            count = cpu.path_nodes(nodes, self._marks["w_out"], *self.huffman[1:], flat)
+            self._touch("w_out", nodes[:count])
             cpu.hs_backward(d_top, self.g["w_out"], top, self.p["w_out"], *self.huffman, flat,
                             scale)
         if work.masks is not None:
@@ -186,17 +215,42 @@ class Model:
         self.backward_cell(work.d_x, self.g["w_x"], self.g["w_h"], self.g["b_x"], self.g["b_h"],
                            work.d_h_init, work.d_c_init, work.norms, work.d_h, work.h_all,
                            work.c_all, work.gates, work.x, self.p["w_x"], self.p["w_h"])
-        for name in ("embeddings", "h0", "c0"):
+        for name in ("h0", "c0"):
             if name in self.g:
                 self.g[name][...] = 0.0
         if self.arch.train_embeddings:
             if work.masks is not None:
                 work.d_x *= work.masks[0]
+            rows = np.empty(ids.size, np.int64)
+            self._touch("embeddings", rows[:cpu.distinct_ids(rows, self._marks["embeddings"], ids)])
             cpu.embed_backward(self.g["embeddings"], work.d_x, ids)
         if fresh:
             self.g["h0"][...] = work.d_h_init.sum(axis=0)
             if "c0" in self.g:
                 self.g["c0"][...] = work.d_c_init.sum(axis=0)
+
+    def _touch(self, name: str, rows: np.ndarray) -> None:
+        """The gradient of sparse matrix `name` is about to be summed into `rows`: zero the
+        rows the last window left non-zero."""
+        cpu.zero_rows(self.g[name], self.touched[name])
+        self.touched[name] = rows
+        self._segments = None
+
+    def gradient_segments(self) -> np.ndarray:
+        """int64 [S, 2]: the [start, stop) ranges of the flat gradient that can be non-zero
+        after the last backward (whole dense parameters, touched rows of sparse ones)."""
+        if self._segments is None:
+            segments = [self._dense_segments]
+            for name, rows in self.touched.items():
+                width = self.g[name].shape[1]
+                begin = self._row_starts[name] + rows * width
+                segments.append(np.stack([begin, begin + width], axis=1))
+            self._segments = np.concatenate(segments)
+        return self._segments
+
+    def clip_gradients(self, max_norm: float) -> float:
+        """cpu.clip_global_norm over the gradient's non-zero segments."""
+        return cpu.clip_segments(self.grads, self.gradient_segments(), max_norm)
 
     def train_window(self, ids, targets, state, fresh: bool):
         """Forward and backward over one window -> (summed loss, the state to carry on)."""
@@ -244,9 +298,14 @@ class Optimiser:
         self.state = {"m": np.zeros(size, np.float32), "v": np.zeros(size, np.float32),
                       "step": np.zeros(1, np.int64)} if kind == "adam" else {}
 
-    def step(self, params, grads, lr: float) -> None:
+    def step(self, params, grads, lr: float, segments=None) -> None:
+        """segments: where the gradient can be non-zero (Model.gradient_segments); SGD then
+        visits those only. None: everywhere."""
         if self.kind == "sgd":
-            self.kernels.sgd_step(params, grads, np.float32(lr))
+            if segments is None:
+                self.kernels.sgd_step(params, grads, np.float32(lr))
+            else:
+                self.kernels.sgd_segments(params, grads, segments, np.float32(lr))
             return
         self.state["step"][0] += 1
         self.kernels.adam_step(params, grads, self.state["m"], self.state["v"], np.float32(lr),

@@ -191,9 +191,8 @@ def hs_forward(losses, h, w, codes, points, lengths, targets):
 
 
 def hs_backward(d_h, d_w, h, w, codes, points, lengths, targets, scale):
-    """Gradients of scale * summed HS loss: d_h [N, H], d_w [V-1, H] (overwritten)."""
+    """Gradients of scale * summed HS loss: d_h [N, H] out, d_w [V-1, H] added to."""
     d_h[...] = 0
-    d_w[...] = 0
     for n, word in enumerate(targets):
         for j in range(lengths[word]):
             node, label = points[word, j], 1 - int(codes[word, j])
@@ -205,7 +204,6 @@ def hs_backward(d_h, d_w, h, w, codes, points, lengths, targets, scale):
 def hs_backward_shared(d_h, d_w, h, w, codes, points, lengths, targets, scale):
     """hs_backward through word2vec's reference node step (float32 semantics)."""
     d_h[...] = 0
-    d_w[...] = 0
     for n, word in enumerate(targets):
         for j in range(lengths[word]):
             node = points[word, j]
@@ -243,6 +241,38 @@ def clip_global_norm(grads, max_norm):
 
 def sgd_step(params, grads, lr):
     params -= lr * grads
+
+
+def segment_mask(size, segments):
+    mask = np.zeros(size, bool)
+    for start, stop in segments:
+        mask[start:stop] = True
+    return mask
+
+
+def clip_segments(grads, segments, max_norm):
+    """clip_global_norm of a gradient that is zero outside segments ([start, stop) pairs)."""
+    assert not grads[~segment_mask(grads.size, segments)].any()
+    return clip_global_norm(grads, max_norm)
+
+
+def sgd_segments(params, grads, segments, lr):
+    assert not grads[~segment_mask(grads.size, segments)].any()
+    sgd_step(params, grads, lr)
+
+
+def distinct_ids(out, marks, ids):
+    """The distinct ids in first-seen order into out; returns how many."""
+    values, first = np.unique(np.asarray(ids).reshape(-1), return_index=True)
+    order = values[np.argsort(first)]
+    out[:order.size] = order
+    return order.size
+
+
+def path_nodes(out, marks, points, lengths, targets):
+    """distinct_ids of the inner nodes on the targets' Huffman paths."""
+    nodes = [points[word, j] for word in targets for j in range(lengths[word])]
+    return distinct_ids(out, marks, np.array(nodes, np.int64))
 
 
 def adam_step(params, grads, m, v, lr, beta1, beta2, eps, step):

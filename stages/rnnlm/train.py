@@ -24,7 +24,7 @@ from pipeline.store import load_npz
 from stages import corpus, vocab
 from stages.devices import choose_device
 from stages.errors import InputError, TrainingDiverged
-from stages.rnnlm import cpu, data
+from stages.rnnlm import data
 from stages.rnnlm.model import (Architecture, Model, Optimiser, flat_size, initialise,
                                 parameter_shapes, to_host)
 from stages.vectors import Vectors
@@ -174,12 +174,10 @@ class Trainer:
         self.cfg, self.model, self.streams, self.out, self.identity = cfg, model, streams, out, identity
         self.host_optimiser = optimiser
         if device == "cuda":
-            from stages.rnnlm import cuda as kernels
             from stages.rnnlm.device import DeviceModel, device_optimiser
-            self.engine, self.kernels = DeviceModel(model), kernels
-            self.optimiser = device_optimiser(optimiser)
+            self.engine, self.optimiser = DeviceModel(model), device_optimiser(optimiser)
         else:
-            self.engine, self.kernels, self.optimiser = model, cpu, optimiser
+            self.engine, self.optimiser = model, optimiser
         self.starts = data.window_starts(streams.train.shape[0], cfg.bptt)
 
     def sync(self) -> None:
@@ -201,9 +199,10 @@ class Trainer:
             clock = time.perf_counter()
             loss, state["carry"] = engine.train_window(ids, targets, state["carry"],
                                                        fresh=state["window"] == 0)
-            norm = self.kernels.clip_global_norm(engine.grads, cfg.clip_norm)
+            norm = engine.clip_gradients(cfg.clip_norm)
             self.check_finite(loss, norm, state)
-            self.optimiser.step(engine.params, engine.grads, state["lr"])
+            self.optimiser.step(engine.params, engine.grads, state["lr"],
+                                engine.gradient_segments())
             state["seconds"] += time.perf_counter() - clock
             state["tokens"] += targets.size
             state["loss_sum"] += loss

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from stages import vocab
-from stages.rnnlm import activations, cpu, reference
+from stages.rnnlm import activations, cpu, data, reference
 from tests.conftest import central_differences
 
 CELLS = {"tanh": 1, "relu": 1, "lstm": 4, "gru": 3}
@@ -190,7 +190,7 @@ def test_hs_backward_reference_matches_finite_differences(V):
     def loss():
         return scale * reference.hs_forward(np.empty(9), h, w, codes, points, lengths, targets)
 
-    d_h, d_w = np.empty_like(h), np.empty_like(w)
+    d_h, d_w = np.empty_like(h), np.zeros_like(w)
     reference.hs_backward(d_h, d_w, h, w, codes, points, lengths, targets, scale)
     rng = np.random.default_rng(1)
     for array, grad in ((h, d_h), (w, d_w)):
@@ -212,14 +212,14 @@ def test_hs_kernels_match_reference(V):
                                 points, lengths, targets)
     assert total == pytest.approx(want, rel=1e-6)
     np.testing.assert_allclose(losses, want_losses, rtol=1e-5)
-    d_h, d_w = np.empty_like(h), np.empty_like(w)
+    d_h, d_w = np.empty_like(h), np.zeros_like(w)
     cpu.hs_backward(d_h, d_w, h, w, codes, points, lengths, targets, 0.025)
-    ref_h, ref_w = np.empty((40, 16)), np.empty(w.shape)
+    ref_h, ref_w = np.empty((40, 16)), np.zeros(w.shape)
     reference.hs_backward(ref_h, ref_w, h.astype(np.float64), w.astype(np.float64), codes,
                           points, lengths, targets, 0.025)
     np.testing.assert_allclose(d_h, ref_h, atol=2e-5)
     np.testing.assert_allclose(d_w, ref_w, atol=2e-5)
-    twin_h, twin_w = np.empty_like(h), np.empty_like(w)
+    twin_h, twin_w = np.empty_like(h), np.zeros_like(w)
     reference.hs_backward_shared(twin_h, twin_w, h, w, codes, points, lengths, targets, 0.025)
     np.testing.assert_allclose(d_h, twin_h, rtol=1e-5, atol=1e-7)
 
@@ -295,3 +295,41 @@ def test_dropout_mask_kernel_draws_as_its_reference():
     assert state[0] == twin[0]
     assert set(np.unique(got)) == {0.0, np.float32(1 / 0.75)}
     assert abs((got > 0).mean() - 0.75) < 0.04
+
+
+def test_segment_kernels_equal_the_whole_array_kernels():
+    """A gradient that is zero outside its segments: clipping and SGD over the segments
+    equal clipping and SGD over the whole array (and the reference)."""
+    rng = np.random.default_rng(8)
+    segments = np.array([[0, 7], [20, 24], [24, 30], [41, 50]], np.int64)
+    grads = np.where(reference.segment_mask(60, segments), rng.normal(size=60), 0.0)
+    params = rng.normal(size=60)
+    results = []
+    for clip, step, args in ((cpu.clip_segments, cpu.sgd_segments, (segments,)),
+                             (reference.clip_segments, reference.sgd_segments, (segments,)),
+                             (cpu.clip_global_norm, cpu.sgd_step, ())):
+        g, p = grads.copy(), params.copy()
+        norm = clip(g, *args, 0.5)
+        step(p, g, *args, 0.1)
+        results.append((norm, g, p))
+    for norm, g, p in results[1:]:
+        assert norm == pytest.approx(results[0][0], rel=1e-12)
+        np.testing.assert_allclose(g, results[0][1], rtol=1e-12)
+        np.testing.assert_allclose(p, results[0][2], rtol=1e-12)
+    assert np.linalg.norm(results[0][1]) == pytest.approx(0.5, rel=1e-5)
+
+
+def test_distinct_rows_in_first_seen_order():
+    rng = np.random.default_rng(9)
+    codes, points, lengths = data.lm_huffman(rng.integers(1, 100, 40))
+    targets = rng.integers(0, 40, 25)
+    ids = rng.integers(0, 40, (5, 6))
+    for kernel, args in (("path_nodes", (points, lengths, targets)), ("distinct_ids", (ids,))):
+        results = []
+        for module in (cpu, reference):
+            out, marks = np.full(200, -1, np.int64), np.zeros(40, np.bool_)
+            count = getattr(module, kernel)(out, marks, *args)
+            results.append(out[:count])
+            assert not marks.any()                  # the scratch is left clean
+        np.testing.assert_array_equal(results[0], results[1])
+        assert len(set(results[0])) == results[0].size > 5

@@ -10,7 +10,7 @@ from pipeline.config import CorpusConfig, RnnlmConfig, VocabConfig, Word2VecConf
 from pipeline.store import StageDir
 from stages import corpus, vocab
 from stages.errors import InputError, TrainingDiverged
-from stages.rnnlm import cpu, data, sampling, train
+from stages.rnnlm import cpu, data, reference, sampling, train
 from stages.rnnlm.generate import LanguageModel
 from stages.rnnlm.model import (Architecture, Model, Optimiser, flat_size, initialise,
                                 parameter_shapes)
@@ -78,6 +78,28 @@ def test_whole_window_gradient_matches_finite_differences(cell, output):
     # HS steps run in float32 (word2vec's node step): looser there
     tolerance = 1e-4 if output == "hs" else 1e-6
     np.testing.assert_allclose(analytic[picks], numeric, rtol=tolerance, atol=1e-7)
+
+
+@pytest.mark.parametrize("output", ["hs", "softmax"])
+def test_sparse_gradients_cover_every_non_zero_and_forget_the_last_window(output):
+    """The embeddings' (and the HS layer's) gradient rows are zeroed only where the last
+    window touched them: after two windows the gradient equals that of the second window
+    alone, it is zero outside gradient_segments, and those segments skip most rows."""
+    model = small_model("lstm", output, V=60)
+    twin = small_model("lstm", output, V=60)
+    rng = np.random.default_rng(2)
+    first, second = [(rng.integers(0, 60, (3, 2)), rng.integers(0, 60, (3, 2))) for _ in range(2)]
+    model.train_window(*first, model.initial_state(2), fresh=True)
+    model.train_window(*second, model.initial_state(2), fresh=True)
+    twin.train_window(*second, twin.initial_state(2), fresh=True)
+    np.testing.assert_array_equal(model.grads, twin.grads)
+    segments = model.gradient_segments()
+    assert not model.grads[~reference.segment_mask(model.grads.size, segments)].any()
+    for name, rows in model.touched.items():
+        assert 0 < rows.size < model.g[name].shape[0] / 2
+    dense = model.grads.copy()
+    assert model.clip_gradients(0.01) == pytest.approx(cpu.clip_global_norm(dense, 0.01), rel=1e-12)
+    np.testing.assert_allclose(model.grads, dense, rtol=1e-12)
 
 
 def test_an_rnn_learns_a_deterministic_sequence_to_near_zero_loss():
