@@ -24,6 +24,7 @@ FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 # array argument: atomic updates of one counter per matrix, shared by all threads. They cost
 # 25-35% of CBOW + HS training on one thread, and with two the cores fought over those
 # counters' cache lines.
+
 # word2vec.c's MAX_EXP: past |h . w| >= 6 hierarchical softmax skips the node's update,
 # while negative sampling updates with sigma saturated to 0 or 1 (a quirk kept on purpose).
 SIGMOID_BOUND = 6.0
@@ -285,9 +286,9 @@ def private_copy(state):
 @njit(cache=True)
 def padded(size, dtype):
     """A thread's scratch array, zeroed, with 32 unused elements (>= 128 bytes) on both
-    sides: two threads' small arrays may come from neighbouring heap memory, and writes to
-    one cache line (or the adjacent line the prefetcher pairs with it) from two cores
-    would bounce it between them on every word."""
+    sides, so that no other thread's data shares its cache lines (or the adjacent lines
+    the prefetcher pairs with them): two threads' small arrays may come from neighbouring
+    heap memory."""
     return np.zeros(size + 64, dtype)[32:32 + size]
 
 

@@ -37,7 +37,8 @@ def resolve_threads(requested: int) -> int:
 
 
 def output_layer(cfg, counts: np.ndarray, huffman):
-    """(step function, head arrays, rows of the output weight matrix, first hot row).
+    """(step function, head arrays, rows of the output weight matrix, first of the rows
+    threads keep private copies of).
     huffman: the vocabulary stage's (codes, points, lengths), used for loss = "hs"."""
     step = cpu.hs_step if cfg.loss == "hs" else cpu.ns_step
     if cfg.loss == "hs":
