@@ -1,8 +1,9 @@
 """@njit kernels for word2vec on the CPU (see the package docstring for the legend).
 
-Threads: `skipgram` and `cbow` run one prange iteration per thread over its own contiguous
-range of sentences, updating the shared weights without locks (Hogwild, as word2vec.c).
-Each thread has its own RNG state and its own counter row, which Python sums in a fixed order.
+Threads: `skipgram` and `cbow` run one prange iteration per thread; each takes the next
+block of sentences from a shared counter until none is left, updating the shared weights
+without locks (Hogwild, as word2vec.c). Each thread has its own RNG state and its own
+counter row, which Python sums in a fixed order.
 
 The learning rate falls linearly with the position of a sentence's first token in the whole
 run (epoch * N + offset), so it does not depend on the number of threads.

@@ -93,12 +93,15 @@ def cbow_centre(output_step, vectors, weights, centre, context, head, alpha, rng
 
 
 def train_sentences(centre_step, output_step, vectors, weights, counters, tokens, offsets,
-                    thread_sentences, keep, head, window, alpha_start, alpha_end, token_base,
+                    blocks, keep, head, window, alpha_start, alpha_end, token_base,
                     total_tokens, rng_states):
-    """Threads run one after another here, so no row is ever private."""
-    for t in range(thread_sentences.shape[0] - 1):
-        rng, row = rng_states[t:t + 1], counters[t]
-        for s in range(thread_sentences[t], thread_sentences[t + 1]):
+    """Blocks of sentences one after another, block k by thread k mod T (the kernel's
+    threads take the next block as they finish one; with one thread, the same order), so
+    no row is ever private."""
+    threads = rng_states.shape[0]
+    for k in range(blocks.shape[0] - 1):
+        rng, row = rng_states[k % threads:k % threads + 1], counters[k % threads]
+        for s in range(blocks[k], blocks[k + 1]):
             alpha = learning_rate(token_base + offsets[s], alpha_start, alpha_end, total_tokens)
             words, seen = kept_words(tokens, offsets[s], offsets[s + 1], vectors.shape[0], keep, rng)
             for i, centre in enumerate(words):
@@ -111,21 +114,21 @@ def train_sentences(centre_step, output_step, vectors, weights, counters, tokens
             row[3:5] += (seen, len(words))
 
 
-def skipgram(output_step, vectors, weights, counters, tokens, offsets, thread_sentences,
+def skipgram(output_step, vectors, weights, counters, tokens, offsets, blocks,
              keep, head, private_start, window, alpha_start, alpha_end, token_base, total_tokens,
              rng_states):
     train_sentences(skipgram_centre, output_step, vectors, weights, counters, tokens, offsets,
-                    thread_sentences, keep, head, window, alpha_start, alpha_end, token_base,
+                    blocks, keep, head, window, alpha_start, alpha_end, token_base,
                     total_tokens, rng_states)
 
 
-def cbow(output_step, vectors, weights, counters, tokens, offsets, thread_sentences,
+def cbow(output_step, vectors, weights, counters, tokens, offsets, blocks,
          keep, head, private_start, window, cbow_mean, alpha_start, alpha_end, token_base,
          total_tokens, rng_states):
     def centre(*args):
         return cbow_centre(*args, cbow_mean)
     train_sentences(centre, output_step, vectors, weights, counters, tokens, offsets,
-                    thread_sentences, keep, head, window, alpha_start, alpha_end, token_base,
+                    blocks, keep, head, window, alpha_start, alpha_end, token_base,
                     total_tokens, rng_states)
 
 
