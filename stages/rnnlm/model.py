@@ -64,12 +64,9 @@ def flat_starts(shapes: dict[str, tuple]) -> dict[str, int]:
 
 
 def flat_views(shapes: dict[str, tuple], flat: np.ndarray) -> dict[str, np.ndarray]:
-    views, start = {}, 0
-    for name, shape in shapes.items():
-        size = math.prod(shape)
-        views[name] = flat[start:start + size].reshape(shape)
-        start += size
-    return views
+    starts = flat_starts(shapes)
+    return {name: flat[starts[name]:starts[name] + math.prod(shape)].reshape(shape)
+            for name, shape in shapes.items()}
 
 
 def flat_size(shapes: dict[str, tuple]) -> int:
@@ -143,8 +140,7 @@ class Model:
         # them instead of the whole matrix (10 MB for an HS layer over 10k words).
         self.touched = {name: np.zeros(0, np.int64) for name in sparse_matrices(arch)}
         self._marks = {name: np.zeros(self.g[name].shape[0], np.bool_) for name in self.touched}
-        starts = flat_starts(self.shapes)
-        self._row_starts = {name: starts[name] for name in self.touched}
+        self._starts = starts = flat_starts(self.shapes)
         self._dense_segments = np.array(
             [[starts[name], starts[name] + math.prod(shape)]
              for name, shape in self.shapes.items() if name not in self.touched],
@@ -243,7 +239,7 @@ class Model:
             segments = [self._dense_segments]
             for name, rows in self.touched.items():
                 width = self.g[name].shape[1]
-                begin = self._row_starts[name] + rows * width
+                begin = self._starts[name] + rows * width
                 segments.append(np.stack([begin, begin + width], axis=1))
             self._segments = np.concatenate(segments)
         return self._segments

@@ -52,16 +52,21 @@ PRIVATE_ROWS = 256
 SYNC_EVERY = 1024
 
 
+def element_pointer(context, builder, array_type, array, indices):
+    """LLVM pointer to array[indices] (intp index values) inside an intrinsic's codegen."""
+    value = context.make_array(array_type)(context, builder, array)
+    return cgutils.get_item_pointer(context, builder, array_type, value, indices)
+
+
 @intrinsic
 def prefetch_line(typingctx, matrix, row, column):
     """Ask the CPU to start loading the cache line holding matrix[row, column] (a hint:
     it changes no value). Lets the loads of all of a prediction's negatives overlap
     instead of waiting for each row in turn."""
     def codegen(context, builder, signature, args):
-        array = context.make_array(signature.args[0])(context, builder, args[0])
         indices = [context.cast(builder, value, kind, types.intp)
                    for value, kind in zip(args[1:], signature.args[1:])]
-        pointer = cgutils.get_item_pointer(context, builder, signature.args[0], array, indices)
+        pointer = element_pointer(context, builder, signature.args[0], args[0], indices)
         byte_pointer, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
         hint = ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32])
         function = cgutils.get_or_insert_function(builder.module, hint, "llvm.prefetch.p0")
@@ -82,9 +87,8 @@ def fetch_add(typingctx, counter, value):
     """Atomically add `value` to counter[0] (int64) and return its previous value: how
     threads take the next block of sentences."""
     def codegen(context, builder, signature, args):
-        array = context.make_array(signature.args[0])(context, builder, args[0])
-        pointer = cgutils.get_item_pointer(context, builder, signature.args[0], array,
-                                           [context.get_constant(types.intp, 0)])
+        pointer = element_pointer(context, builder, signature.args[0], args[0],
+                                  [context.get_constant(types.intp, 0)])
         return builder.atomic_rmw("add", pointer, args[1], "seq_cst")
     return types.int64(counter, types.int64), codegen
 
