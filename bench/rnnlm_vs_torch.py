@@ -10,6 +10,7 @@ PyTorch's embedding layer is trained from uniform(-0.1, 0.1), as in its word_lan
 example. Threads: 2 for training, 1 for the generation latency (B = 1, temperature 1).
 
     python bench/rnnlm_vs_torch.py [--epochs 3] [--configs tanh,lstm] [--threads 2]
+        [--outputs softmax,hs,hs:clustered]   # hs:TREE = output hs with rnnlm.hs_tree = TREE
     python bench/rnnlm_vs_torch.py --ours-only --outputs hs --set rnnlm.lr=40   # tuning runs
 """
 from __future__ import annotations
@@ -63,8 +64,11 @@ def lm_config(cell: str, output: str, epochs: int, threads: int, **overrides) ->
 
 def ours(inputs: dict, root: Path, cell: str, output: str, epochs: int, threads: int,
          overrides: dict | None = None) -> dict:
-    out = root / f"ours-{cell}-{output}"
-    train.run(lm_config(cell, output, epochs, threads, **(overrides or {})), inputs,
+    """output: "softmax", "hs" or "hs:TREE" (rnnlm.hs_tree = TREE)."""
+    layer, _, tree = output.partition(":")
+    settings = {**({"hs_tree": tree} if tree else {}), **(overrides or {})}
+    out = root / f"ours-{cell}-{output.replace(':', '-')}"
+    train.run(lm_config(cell, layer, epochs, threads, **settings), inputs,
               StageDir(out, quiet=True))
     metrics = json.loads((out / "metrics.json").read_text())
     train.set_threads(1)
@@ -93,7 +97,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--configs", default="tanh,lstm", help="cells, comma-separated")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--outputs", default="softmax,hs", help="output layers, comma-separated")
+    parser.add_argument("--outputs", default="softmax,hs,hs:clustered",
+                        help="output layers, comma-separated (hs:TREE: HS over that tree)")
     parser.add_argument("--ours-only", action="store_true", help="skip PyTorch (tuning runs)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="rnnlm.KEY=VALUE", help="change a setting of our model")
@@ -103,7 +108,7 @@ def main():
     train.set_threads(args.threads)
     inputs = prepare(root, args.threads)
     streams, V = lm_streams(inputs)
-    rows = []
+    rows, peers = [], {}
     for cell in args.configs.split(","):
         for output in args.outputs.split(","):
             mine = ours(inputs, root, cell, output, args.epochs, args.threads, overrides)
@@ -111,8 +116,11 @@ def main():
                 print(f"{cell} {output} {overrides}: {mine}", flush=True)
                 continue
             from bench import torch_lm                    # the PyTorch side
-            peer = PEER[output]
-            theirs = torch_lm.run(cell, peer, streams, V, args.epochs, LR[cell], args.threads)
+            peer = PEER[output.partition(":")[0]]
+            if (cell, peer) not in peers:        # both HS trees face the same adaptive run
+                peers[cell, peer] = torch_lm.run(cell, peer, streams, V, args.epochs, LR[cell],
+                                                 args.threads)
+            theirs = peers[cell, peer]
             rows.append(row(cell, output, peer, mine, theirs))
             print_table(HEADER, rows[-1:])
             sys.stdout.flush()

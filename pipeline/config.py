@@ -80,6 +80,7 @@ class EvaluateConfig:
 class RnnlmConfig:
     cell: str = option("lstm", choices=("tanh", "relu", "irnn", "lstm", "gru"))
     output: str = option("softmax", choices=("softmax", "hs"))
+    hs_tree: str = option("huffman", choices=("huffman", "clustered"))
     hidden: int = option(256, low=1)
     max_vocab: int = option(0, low=0)
     embeddings: str = option("")

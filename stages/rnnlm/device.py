@@ -34,7 +34,7 @@ class DeviceModel:
         self.grads = cuda.device_array_like(model.params)
         self.p, self.g = flat_views(model.shapes, self.params), flat_views(model.shapes, self.grads)
         self.embeddings = self.p["embeddings"] if arch.train_embeddings else cuda.to_device(model.embeddings)
-        self.huffman = tuple(cuda.to_device(a) for a in model.huffman) if model.huffman else None
+        self.tree = tuple(cuda.to_device(a) for a in model.tree) if model.tree else None
         # cuda.py's launchers carry cpu.py's names
         self.forward_cell, self.backward_cell = (getattr(kernels, kernel.__name__)
                                                  for kernel in CELL_KERNELS[arch.cell])
@@ -143,7 +143,7 @@ class DeviceModel:
         if self.arch.output == "softmax":
             return kernels.softmax_forward(work["exps"], work["inverse_totals"], top,
                                            self.p["w_out"], self.p["b_out"], d_targets)
-        return kernels.hs_forward(work["losses"], top, self.p["w_out"], *self.huffman, d_targets)
+        return kernels.hs_forward(work["losses"], top, self.p["w_out"], *self.tree, d_targets)
 
     def output_pass(self, work, top, d_top, d_targets, scale) -> float:
         """output_loss, then d_top and the output layer's gradients for scale * that loss."""
@@ -154,7 +154,7 @@ class DeviceModel:
                                      work["inverse_totals"], top, p["w_out"], d_targets, scale)
         else:
             kernels.fill(g["w_out"], 0.0)
-            kernels.hs_backward(d_top, g["w_out"], top, p["w_out"], *self.huffman, d_targets,
+            kernels.hs_backward(d_top, g["w_out"], top, p["w_out"], *self.tree, d_targets,
                                 scale)
         return loss
 

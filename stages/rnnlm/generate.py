@@ -1,6 +1,6 @@
 """Using a trained language model: sampling text, the next-word distribution, and the
 perplexity of a text file. Loads the rnnlm stage's outputs (model.npz, lm_vocab.tsv,
-lm_huffman.npz); nothing is unpickled.
+lm_tree.npz); nothing is unpickled.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class LanguageModel:
 
     def __init__(self, model: Model, lm: data.LmVocabulary):
         self.model, self.lm = model, lm
-        self.children = (sampling.hs_children(*model.huffman) if model.huffman is not None else None)
+        self.children = (sampling.hs_children(*model.tree) if model.tree is not None else None)
 
     @classmethod
     def load(cls, rnnlm_dir: Path) -> "LanguageModel":
@@ -35,11 +35,11 @@ class LanguageModel:
         arch = Architecture(**json.loads(str(saved["architecture"])))
         shapes = parameter_shapes(arch)
         params = np.zeros(flat_size(shapes), np.float32)
-        huffman = None
+        tree = None
         if arch.output == "hs":
-            tree = load_npz(rnnlm_dir / "lm_huffman.npz")
-            huffman = (tree["codes"], tree["points"], tree["lengths"])
-        model = Model(arch, params, saved["param_embeddings"], huffman)
+            saved_tree = load_npz(rnnlm_dir / "lm_tree.npz")
+            tree = (saved_tree["codes"], saved_tree["points"], saved_tree["lengths"])
+        model = Model(arch, params, saved["param_embeddings"], tree)
         for name, view in model.p.items():
             view[...] = saved[f"param_{name}"]
         words, _ = corpus.read_counts_tsv(rnnlm_dir / "lm_vocab.tsv")
@@ -67,7 +67,7 @@ class LanguageModel:
         if model.arch.output == "hs":
             probs = np.zeros((1, self.lm.size))
             cpu.hs_word_probabilities(probs, top[None, :].astype(np.float64),
-                                      model.p["w_out"].astype(np.float64), *model.huffman)
+                                      model.p["w_out"].astype(np.float64), *model.tree)
             return probs[0]
         logits = model.p["w_out"].astype(np.float64) @ top + model.p["b_out"]
         e = np.exp(logits - logits.max())
@@ -105,7 +105,7 @@ class LanguageModel:
         """(sample function, its head arrays) for generate_tokens."""
         p, V = self.model.p, self.lm.size
         if self.model.arch.output == "hs":
-            return sampling.sample_hs, (p["w_out"], self.children, *self.model.huffman, np.zeros((1, V)))
+            return sampling.sample_hs, (p["w_out"], self.children, *self.model.tree, np.zeros((1, V)))
         return sampling.sample_softmax, (p["w_out"], p["b_out"], np.zeros(V))
 
     def score(self, path: Path, bptt: int = 64) -> tuple[float, int]:

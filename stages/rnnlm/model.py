@@ -124,13 +124,13 @@ class Model:
     """Parameters (flat + views), their gradients (same layout) and the window passes."""
 
     def __init__(self, arch: Architecture, params: np.ndarray, embeddings: np.ndarray,
-                 huffman=None, dropout: float = 0.0, rng_state=None):
+                 tree=None, dropout: float = 0.0, rng_state=None):
         self.arch, self.shapes = arch, parameter_shapes(arch)
         self.params, self.grads = params, np.zeros_like(params)
         self.p, self.g = flat_views(self.shapes, params), flat_views(self.shapes, self.grads)
         # frozen embeddings live outside the trained parameters
         self.embeddings = self.p["embeddings"] if arch.train_embeddings else embeddings
-        self.huffman = huffman
+        self.tree = tree     # HS output: (codes, points, lengths), see tree.py
         self.keep = 1.0 - dropout
         self.rng_state = rng_state if rng_state is not None else np.ones(1, np.uint64)
         self.forward_cell, self.backward_cell = CELL_KERNELS[arch.cell]
@@ -185,7 +185,7 @@ class Model:
         if self.arch.output == "softmax":
             return cpu.softmax_forward(work.exps[:flat.size], work.inverse_totals[:flat.size],
                                        top, self.p["w_out"], self.p["b_out"], flat)
-        return cpu.hs_forward(work.losses[:flat.size], top, self.p["w_out"], *self.huffman, flat)
+        return cpu.hs_forward(work.losses[:flat.size], top, self.p["w_out"], *self.tree, flat)
 
     def output_backward(self, work: Workspace, targets: np.ndarray, rows: slice = slice(None)):
         """d_h of the rows' time steps for the mean loss over their tokens (after output_loss)."""
@@ -199,9 +199,9 @@ class Model:
                                  scale)
         else:
             nodes = np.empty(self.g["w_out"].shape[0], np.int64)
-            count = cpu.path_nodes(nodes, self._marks["w_out"], *self.huffman[1:], flat)
+            count = cpu.path_nodes(nodes, self._marks["w_out"], *self.tree[1:], flat)
             self._touch("w_out", nodes[:count])
-            cpu.hs_backward(d_top, self.g["w_out"], top, self.p["w_out"], *self.huffman, flat,
+            cpu.hs_backward(d_top, self.g["w_out"], top, self.p["w_out"], *self.tree, flat,
                             scale)
         if work.masks is not None:
             work.d_h[rows] *= work.masks[1][rows]

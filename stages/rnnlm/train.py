@@ -4,7 +4,7 @@ diagnostics per epoch, checkpoints, and the outputs, on the CPU (model.py over c
 GPU (device.py over cuda.py). No numerics here.
 
 Outputs: model.npz (the best epoch's parameters by name, plus frozen embeddings),
-lm_vocab.tsv (LM words and their training counts), lm_huffman.npz (output = "hs"),
+lm_vocab.tsv (LM words and their training counts), lm_tree.npz (output = "hs"),
 metrics.json.
 """
 from __future__ import annotations
@@ -25,6 +25,7 @@ from stages import corpus, vocab
 from stages.devices import choose_device
 from stages.errors import InputError, TrainingDiverged
 from stages.rnnlm import data
+from stages.rnnlm.tree import lm_tree
 from stages.rnnlm.model import (Architecture, Model, Optimiser, flat_size, initialise,
                                 parameter_shapes, to_host)
 from stages.vectors import Vectors
@@ -92,13 +93,13 @@ class Streams:
         return data.batchify(self.stream[split], streams, split)
 
 
-def build_model(cfg, lm, embeddings, counts, rng) -> Model:
+def build_model(cfg, lm, embeddings, tree, rng) -> Model:
+    """tree: the HS output's (codes, points, lengths), None for the full softmax."""
     arch = Architecture(cfg.cell, cfg.output, lm.size, embeddings.shape[1], cfg.hidden,
                         not cfg.freeze_embeddings)
     shapes = parameter_shapes(arch)
     params = np.zeros(flat_size(shapes), np.float32)
-    model = Model(arch, params, embeddings, data.lm_huffman(counts) if cfg.output == "hs" else None,
-                  cfg.dropout, seed_states(cfg.seed, 1))
+    model = Model(arch, params, embeddings, tree, cfg.dropout, seed_states(cfg.seed, 1))
     initialise(model.p, arch, rng)
     if arch.train_embeddings:
         model.p["embeddings"][...] = embeddings
@@ -144,7 +145,16 @@ def save_checkpoint(out, identity: str, model: Model, optimiser: Optimiser, stat
                  best_params=state["best_params"], carry_h=to_host(state["carry"][0]),
                  carry_c=to_host(state["carry"][1]), rng_state=model.rng_state,
                  scalars=np.array(json.dumps(scalars)),
-                 **{f"optimiser_{k}": v for k, v in optimiser.state.items()})
+                 **{f"optimiser_{k}": v for k, v in optimiser.state.items()},
+                 **{f"tree_{k}": v for k, v in tree_arrays(model).items()})
+
+
+def tree_arrays(model: Model) -> dict:
+    """The HS tree by name ({} for the full softmax). Checkpoints keep it: a resumed run
+    goes on with the tree its output rows were trained for, whatever BLAS it runs on."""
+    if model.tree is None:
+        return {}
+    return dict(zip(("codes", "points", "lengths"), model.tree))
 
 
 def load_checkpoint(out, identity: str, model: Model, optimiser: Optimiser) -> dict | None:
@@ -156,6 +166,8 @@ def load_checkpoint(out, identity: str, model: Model, optimiser: Optimiser) -> d
         return None
     model.params[...] = saved["params"]
     model.rng_state[...] = saved["rng_state"]
+    if model.tree is not None:
+        model.tree = tuple(saved[f"tree_{k}"] for k in ("codes", "points", "lengths"))
     for k in optimiser.state:
         optimiser.state[k][...] = saved[f"optimiser_{k}"]
     state = json.loads(str(saved["scalars"]))
@@ -253,7 +265,8 @@ def run(cfg, inputs, out) -> dict:
     lm = data.lm_vocabulary(vocab.load_vocab(inputs["vocab"])[0], cfg.max_vocab)
     streams = Streams(cfg, inputs["corpus"], lm)
     rng = np.random.default_rng(cfg.seed)
-    model = build_model(cfg, lm, input_embeddings(cfg, inputs, lm, rng), streams.counts, rng)
+    tree = lm_tree(cfg.hs_tree, streams.stream["train"], lm.size) if cfg.output == "hs" else None
+    model = build_model(cfg, lm, input_embeddings(cfg, inputs, lm, rng), tree, rng)
     optimiser = Optimiser(cfg.optimizer, model.params.size)
     identity = repr((asdict(cfg), lm.size, streams.train.shape, out.fingerprint))
     state = load_checkpoint(out, identity, model, optimiser) or fresh_state(cfg, model)
@@ -279,9 +292,8 @@ def write_outputs(out, cfg, lm, streams, model: Model, state: dict, test: float,
         arrays["param_embeddings"] = model.embeddings
     out.save_npz("model.npz", architecture=np.array(json.dumps(asdict(model.arch))), **arrays)
     out.write_text("lm_vocab.tsv", "".join(f"{w}\t{c}\n" for w, c in zip(lm.words, streams.counts)))
-    if model.huffman is not None:
-        codes, points, lengths = model.huffman
-        out.save_npz("lm_huffman.npz", codes=codes, points=points, lengths=lengths)
+    if model.tree is not None:
+        out.save_npz("lm_tree.npz", **tree_arrays(model))
     seconds = state["seconds"]
     metrics = {
         "cell": cfg.cell, "output": cfg.output, "device": device, "threads": threads,

@@ -142,7 +142,7 @@ def test_lstm_forget_gate_bias_starts_at_one():
 
 @pytest.mark.parametrize("settings", [
     {"cell": "tanh", "output": "softmax", "dropout": 0.3},
-    {"cell": "gru", "output": "hs", "optimizer": "adam", "lr": 0.01},
+    {"cell": "gru", "output": "hs", "hs_tree": "clustered", "optimizer": "adam", "lr": 0.01},
 ])
 def test_killed_run_resumes_to_the_same_weights(prepared, tmp_path, monkeypatch, settings):
     settings = {**settings, "checkpoint_minutes": 1e-9, "epochs": 3}
@@ -161,6 +161,9 @@ def test_killed_run_resumes_to_the_same_weights(prepared, tmp_path, monkeypatch,
         train_once(prepared, tmp_path / "resumed", **settings)
     assert (tmp_path / "resumed" / train.CHECKPOINT).is_file()
     monkeypatch.setattr(Model, "train_window", original)
+    if settings["output"] == "hs":      # the checkpoint's tree goes on, not a rebuilt one
+        build = train.lm_tree
+        monkeypatch.setattr(train, "lm_tree", lambda kind, *args: build("huffman", *args))
     resumed, metrics = train_once(prepared, tmp_path / "resumed", **settings)
     assert calls["n"] == 150
     for name in expected:
@@ -218,19 +221,20 @@ def test_lm_vocabulary_uses_a_literal_unk_and_appends_eos():
 def test_generation_helpers_sample_the_model_distribution():
     """The HS tree walk draws words with the probabilities the model assigns."""
     model = small_model("gru", "hs", V=6, dtype=np.float32)
-    children = sampling.hs_children(*model.huffman)
+    children = sampling.hs_children(*model.tree)
     h = np.random.default_rng(2).normal(size=4).astype(np.float32)
     probs = np.zeros((1, 6))
     cpu.hs_word_probabilities(probs, h[None, :].astype(np.float64),
-                              model.p["w_out"].astype(np.float64), *model.huffman)
+                              model.p["w_out"].astype(np.float64), *model.tree)
     state = np.array([7], np.uint64)
     draws = np.bincount([sampling.hs_sample(h, model.p["w_out"], children, state)
                          for _ in range(20000)], minlength=6) / 20000
     np.testing.assert_allclose(draws, probs[0], atol=0.015)
 
 
-def test_language_model_verbs_on_a_trained_model(prepared, tmp_path):
-    train_once(prepared, tmp_path / "run", output="hs", epochs=1)
+@pytest.mark.parametrize("hs_tree", ["huffman", "clustered"])
+def test_language_model_verbs_on_a_trained_model(prepared, tmp_path, hs_tree):
+    train_once(prepared, tmp_path / "run", output="hs", hs_tree=hs_tree, epochs=1)
     lm = LanguageModel.load(tmp_path / "run")
     words = lm.generate(30, seed=4)
     assert len(words) == 30 and set(words) <= set(lm.lm.words)
