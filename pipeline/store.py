@@ -194,6 +194,13 @@ class StageDir:
     def save_npz(self, name: str, **arrays) -> None:
         save_npz(self.path / name, **arrays)
 
+    def discard(self, name: str) -> None:
+        """Delete a file (a finished stage's checkpoint) and its folder if that is left empty."""
+        path = self.path / name
+        path.unlink(missing_ok=True)
+        if path.parent != self.path and path.parent.is_dir() and not any(path.parent.iterdir()):
+            path.parent.rmdir()
+
 
 def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -305,7 +305,7 @@ def write_outputs(out, cfg, lm, streams, model: Model, state: dict, test: float,
         "per_epoch": state["history"],
     }
     out.write_json("metrics.json", metrics)
-    (out / CHECKPOINT).unlink(missing_ok=True)
+    out.discard(CHECKPOINT)
     return {"device": device, "valid_perplexity": round(state["best_valid"], 2),
             "test_perplexity": round(test, 2),
             "tokens_per_second": round(metrics["train_tokens_per_second"] or 0)}

@@ -235,7 +235,7 @@ def write_outputs(out, cfg, words, state, device, threads, raw_tokens) -> dict:
         "raw_words_per_second": raw_tokens * cfg.epochs / seconds if seconds > 0 else None,
     }
     out.write_json("metrics.json", metrics)
-    (out / CHECKPOINT).unlink(missing_ok=True)
+    out.discard(CHECKPOINT)
     return {"device": device, "threads": threads,
             "words_per_second": round(metrics["raw_words_per_second"] or 0),
             "final_loss": round(metrics["loss_per_epoch"][-1], 4)}
