@@ -24,7 +24,12 @@ from stages.vocab import MAX_CODE_LENGTH, huffman_codes
 TREES = ("huffman", "clustered")
 CONTEXT_DIM = 128           # rank of the context vectors
 CONTEXT_POWER = 0.75        # context distribution smoothing of the PPMI (as word2vec's negatives)
-PAIRS_PER_CHUNK = 1 << 24   # bigram pairs counted at a time: memory O(V^2 sparse), not O(corpus)
+# Memory stays bounded on any corpus: contexts are the most frequent CONTEXT_WORDS words,
+# and the pairs come from at most CONTEXT_TOKENS tokens (evenly spread chunks of the stream),
+# counted PAIRS_PER_CHUNK at a time.
+CONTEXT_WORDS = 16384
+CONTEXT_TOKENS = 1 << 26
+PAIRS_PER_CHUNK = 1 << 22
 BALANCE_ROUNDS = 10         # balanced 2-means refinements of each split
 SVD_POWER_ITERATIONS = 4   # sharpen the randomized SVD's range
 AXIS_ITERATIONS = 12        # power iterations for a split's principal axis
@@ -40,15 +45,33 @@ def lm_tree(kind: str, stream: np.ndarray, size: int):
     return clustered_tree(counts, context_vectors(stream, size))
 
 
-def neighbour_counts(stream: np.ndarray, size: int) -> sp.csr_matrix:
-    """[V, V] counts of word c (column) just before word w (row); the transpose counts the
-    words just after. Counted in chunks, so memory follows the distinct pairs."""
-    total = sp.csr_matrix((size, size), dtype=np.float64)
-    for start in range(0, max(stream.size - 1, 0), PAIRS_PER_CHUNK):
+def chunk_starts(tokens: int) -> np.ndarray:
+    """Where the counted chunks of a stream of `tokens` begin: all of it up to CONTEXT_TOKENS,
+    else CONTEXT_TOKENS / PAIRS_PER_CHUNK chunks spread evenly over it."""
+    if tokens <= CONTEXT_TOKENS:
+        return np.arange(0, max(tokens - 1, 0), PAIRS_PER_CHUNK)
+    count = CONTEXT_TOKENS // PAIRS_PER_CHUNK
+    return np.linspace(0, tokens - PAIRS_PER_CHUNK - 1, count).astype(np.int64)
+
+
+def neighbour_counts(stream: np.ndarray, contexts: np.ndarray, size: int):
+    """(before, after): [V, C] counts of context word contexts[c] just before / just after
+    word w (row); pairs whose neighbour is not a context word are left out."""
+    column = np.full(size, -1, np.int64)
+    column[contexts] = np.arange(contexts.size)
+    shape = (size, contexts.size)
+
+    def pairs(words, neighbours):
+        kept = column[neighbours] >= 0
+        return sp.csr_matrix((np.ones(int(kept.sum())), (words[kept], column[neighbours[kept]])),
+                             shape=shape)
+
+    before, after = sp.csr_matrix(shape), sp.csr_matrix(shape)
+    for start in chunk_starts(stream.size):
         words = np.asarray(stream[start:start + PAIRS_PER_CHUNK + 1], dtype=np.int64)
-        total = total + sp.csr_matrix((np.ones(words.size - 1), (words[1:], words[:-1])),
-                                      shape=total.shape)
-    return total
+        before = before + pairs(words[1:], words[:-1])
+        after = after + pairs(words[:-1], words[1:])
+    return before, after
 
 
 def positive_pmi(counts: sp.csr_matrix) -> sp.csr_matrix:
@@ -80,9 +103,10 @@ def truncated_svd(matrix: sp.csr_matrix, rank: int, seed: int = 0) -> np.ndarray
 def context_vectors(stream: np.ndarray, size: int, dim: int = CONTEXT_DIM) -> np.ndarray:
     """float64 [V, dim], unit rows (zero for a word never seen with a context): each word
     by its neighbours, the PPMI of its left and right bigram contexts reduced to `dim`."""
-    before = neighbour_counts(stream, size)
-    contexts = sp.hstack([positive_pmi(before), positive_pmi(before.T.tocsr())]).tocsr()
-    vectors = truncated_svd(contexts, dim)
+    counts = data.unigram_counts(stream, size)
+    contexts = np.sort(np.argsort(-counts, kind="stable")[:CONTEXT_WORDS])     # in id order
+    before, after = neighbour_counts(stream, contexts, size)
+    vectors = truncated_svd(sp.hstack([positive_pmi(before), positive_pmi(after)]).tocsr(), dim)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.where(norms > 0, norms, 1.0)
 

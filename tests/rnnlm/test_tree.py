@@ -75,10 +75,11 @@ def test_words_seen_in_like_contexts_share_a_subtree():
 def test_positive_pmi_matches_the_formula():
     rng = np.random.default_rng(5)
     stream = rng.integers(0, 7, 400).astype(np.int32)
-    before = tree.neighbour_counts(stream, 7)
+    before, after = tree.neighbour_counts(stream, np.arange(7), 7)
     dense = np.zeros((7, 7))
     np.add.at(dense, (stream[1:], stream[:-1]), 1.0)
     np.testing.assert_array_equal(before.toarray(), dense)
+    np.testing.assert_array_equal(after.toarray(), dense.T)
     context = dense.sum(axis=0) ** tree.CONTEXT_POWER
     expected = np.zeros_like(dense)
     for w in range(7):
@@ -90,11 +91,24 @@ def test_positive_pmi_matches_the_formula():
     np.testing.assert_allclose(tree.positive_pmi(before).toarray(), expected, rtol=1e-12)
 
 
-def test_neighbour_counts_chunks_add_up(monkeypatch):
+def test_neighbour_counts_keep_only_context_words_and_add_up_over_chunks(monkeypatch):
     stream = np.random.default_rng(6).integers(0, 9, 1000).astype(np.int32)
-    whole = tree.neighbour_counts(stream, 9).toarray()
+    contexts = np.array([1, 4, 8])
+    dense = np.zeros((9, 9))
+    np.add.at(dense, (stream[1:], stream[:-1]), 1.0)
     monkeypatch.setattr(tree, "PAIRS_PER_CHUNK", 7)
-    np.testing.assert_array_equal(tree.neighbour_counts(stream, 9).toarray(), whole)
+    before, after = tree.neighbour_counts(stream, contexts, 9)
+    np.testing.assert_array_equal(before.toarray(), dense[:, contexts])
+    np.testing.assert_array_equal(after.toarray(), dense.T[:, contexts])
+
+
+def test_a_long_stream_is_sampled_in_evenly_spread_chunks(monkeypatch):
+    monkeypatch.setattr(tree, "PAIRS_PER_CHUNK", 100)
+    monkeypatch.setattr(tree, "CONTEXT_TOKENS", 1000)
+    np.testing.assert_array_equal(tree.chunk_starts(950), np.arange(0, 949, 100))
+    starts = tree.chunk_starts(100_000)
+    assert starts.size == 10 and starts[0] == 0 and starts[-1] == 100_000 - 101
+    assert np.ptp(np.diff(starts)) <= 1                 # evenly spread
 
 
 def test_truncated_svd_is_exact_on_a_low_rank_matrix():
