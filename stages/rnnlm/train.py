@@ -304,6 +304,10 @@ def write_outputs(out, cfg, lm, streams, model: Model, state: dict, test: float,
         "valid_perplexity": state["best_valid"], "test_perplexity": test,
         "per_epoch": state["history"],
     }
+    if model.tree is not None:      # what an HS token costs: inner nodes on its path
+        lengths = model.tree[2].astype(np.float64)
+        metrics.update(hs_tree=cfg.hs_tree, hs_mean_path=float(
+            lengths @ streams.counts / max(streams.counts.sum(), 1)))
     out.write_json("metrics.json", metrics)
     out.discard(CHECKPOINT)
     return {"device": device, "valid_perplexity": round(state["best_valid"], 2),

@@ -234,7 +234,13 @@ def test_generation_helpers_sample_the_model_distribution():
 
 @pytest.mark.parametrize("hs_tree", ["huffman", "clustered"])
 def test_language_model_verbs_on_a_trained_model(prepared, tmp_path, hs_tree):
-    train_once(prepared, tmp_path / "run", output="hs", hs_tree=hs_tree, epochs=1)
+    _, metrics = train_once(prepared, tmp_path / "run", output="hs", hs_tree=hs_tree, epochs=1)
+    counts = np.array([int(line.split("\t")[1]) for line in
+                       (tmp_path / "run" / "lm_vocab.tsv").read_text().splitlines()], float)
+    p = counts[counts > 0] / counts.sum()
+    entropy = -(p * np.log2(p)).sum()      # no prefix code is shorter on average
+    assert metrics["hs_tree"] == hs_tree
+    assert entropy <= metrics["hs_mean_path"] < entropy + (1 if hs_tree == "huffman" else 2)
     lm = LanguageModel.load(tmp_path / "run")
     words = lm.generate(30, seed=4)
     assert len(words) == 30 and set(words) <= set(lm.lm.words)
