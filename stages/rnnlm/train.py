@@ -25,9 +25,9 @@ from stages import corpus, vocab
 from stages.devices import choose_device
 from stages.errors import InputError, TrainingDiverged
 from stages.rnnlm import data
-from stages.rnnlm.tree import lm_tree
 from stages.rnnlm.model import (Architecture, Model, Optimiser, flat_size, initialise,
                                 parameter_shapes, to_host)
+from stages.rnnlm.tree import lm_tree
 from stages.vectors import Vectors
 from stages.word2vec.rng import seed_states
 
