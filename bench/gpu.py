@@ -148,7 +148,8 @@ def rnnlm_stage(brown: Path, root: Path, epochs: int, with_cpu: bool) -> None:
     from stages.rnnlm import train as lm_train
     inputs = prepare_brown(root / "lm", 0, brown, device="cuda")
     rows = []
-    for cell, output, extra in (("lstm", "softmax", {}), ("lstm", "hs", {}), ("tanh", "softmax", {}),
+    for cell, output, extra in (("lstm", "softmax", {}), ("lstm", "hs", {}),
+                                ("lstm", "hs", {"hs_tree": "clustered"}), ("tanh", "softmax", {}),
                                 ("tanh", "hs", {}), ("gru", "hs", {}),
                                 ("lstm", "hs", {"optimizer": "adam", "lr": 0.002, "dropout": 0.2})):
         for device in ("cuda", "cpu") if with_cpu else ("cuda",):
