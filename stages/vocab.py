@@ -117,11 +117,20 @@ def build_huffman(counts: np.ndarray, max_length: int = MAX_CODE_LENGTH):
         raise InputError("the vocabulary is empty")
     if np.any(np.diff(counts) > 0):
         raise ValueError("counts must be sorted in descending order")
-    parent, branch = huffman_tree(counts)
-    codes, points, lengths = huffman_codes(parent, branch, counts.size, max_length)
-    if lengths[0] == 255:
+    codes = tree_codes(*huffman_tree(counts), counts.size, max_length)
+    if codes is None:
         raise InputError(f"a Huffman code is longer than {max_length} bits (extremely skewed "
                          f"counts); raise vocab.min_count or set vocab.max_vocab_size")
+    return codes
+
+
+def tree_codes(parent, branch, V: int, max_length: int = MAX_CODE_LENGTH):
+    """(codes, points, lengths) of any binary tree in huffman_tree's layout (leaves 0..V-1,
+    inner nodes V..2V-2, root 2V-2), L cut to the longest code; None if a code is longer
+    than max_length."""
+    codes, points, lengths = huffman_codes(parent, branch, V, max_length)
+    if lengths[0] == 255:
+        return None
     width = max(int(lengths.max()), 1)
     return codes[:, :width].copy(), points[:, :width].copy(), lengths
 

@@ -2,7 +2,7 @@
 embeddings, truncated backpropagation through time, full or hierarchical softmax output.
 
 Dimension legend: V LM vocabulary (words + <unk> + <eos>), D embedding dimensions, H hidden
-units, G gate rows (H for Elman cells, 4H LSTM, 3H GRU), L longest Huffman code, B parallel
+units, G gate rows (H for Elman cells, 4H LSTM, 3H GRU), L longest HS tree code, B parallel
 streams, T time steps of a window, N = T x B tokens.
 
 Files: reference.py (plain NumPy, the truth), cpu.py (@njit kernels with the same names and

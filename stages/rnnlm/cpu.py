@@ -358,7 +358,7 @@ def softmax_backward(d_h, d_w, d_b, exps, inverse_totals, h, w, targets, scale):
 
 @njit(**KERNEL)
 def hs_path_loss(h, w, codes, points, length):
-    """-log p(word | h) along its Huffman path (label 1 - code, as in word2vec)."""
+    """-log p(word | h) along its tree path (label 1 - code, as in word2vec)."""
     loss = 0.0
     for j in range(length):
         row = w[points[j]]
@@ -497,7 +497,7 @@ def distinct_ids(out, marks, ids):
 
 @njit(cache=True)
 def path_nodes(out, marks, points, lengths, targets):
-    """distinct_ids of the inner nodes on the targets' Huffman paths."""
+    """distinct_ids of the inner nodes on the targets' tree paths."""
     count = 0
     for n in range(targets.shape[0]):
         word = targets[n]

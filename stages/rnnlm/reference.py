@@ -177,14 +177,14 @@ def softmax_backward(d_h, d_w, d_b, exps, inverse_totals, h, w, targets, scale):
 
 
 def hs_path_losses(h, w, codes, points, length):
-    """-log sigma((2 label - 1) h . w_node) along one word's Huffman path, label = 1 - code."""
+    """-log sigma((2 label - 1) h . w_node) along one word's tree path, label = 1 - code."""
     f = w[points[:length]] @ h
     sign = 1.0 - 2.0 * (1 - codes[:length].astype(np.float64))    # -1 for label 1
     return np.logaddexp(0.0, sign * f)
 
 
 def hs_forward(losses, h, w, codes, points, lengths, targets):
-    """losses [N] out: -log p(target | h) over the Huffman tree; returns their sum."""
+    """losses [N] out: -log p(target | h) over the HS tree; returns their sum."""
     for n, word in enumerate(targets):
         losses[n] = hs_path_losses(h[n], w, codes[word], points[word], lengths[word]).sum()
     return float(losses.astype(np.float64).sum())
@@ -270,7 +270,7 @@ def distinct_ids(out, marks, ids):
 
 
 def path_nodes(out, marks, points, lengths, targets):
-    """distinct_ids of the inner nodes on the targets' Huffman paths."""
+    """distinct_ids of the inner nodes on the targets' tree paths."""
     nodes = [points[word, j] for word in targets for j in range(lengths[word])]
     return distinct_ids(out, marks, np.array(nodes, np.int64))
 

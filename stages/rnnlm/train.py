@@ -149,25 +149,38 @@ def save_checkpoint(out, identity: str, model: Model, optimiser: Optimiser, stat
                  **{f"tree_{k}": v for k, v in tree_arrays(model).items()})
 
 
+TREE_PARTS = ("codes", "points", "lengths")
+
+
 def tree_arrays(model: Model) -> dict:
-    """The HS tree by name ({} for the full softmax). Checkpoints keep it: a resumed run
-    goes on with the tree its output rows were trained for, whatever BLAS it runs on."""
-    if model.tree is None:
-        return {}
-    return dict(zip(("codes", "points", "lengths"), model.tree))
+    """The HS tree by name ({} for the full softmax)."""
+    return {} if model.tree is None else dict(zip(TREE_PARTS, model.tree))
 
 
-def load_checkpoint(out, identity: str, model: Model, optimiser: Optimiser) -> dict | None:
+def read_checkpoint(out, identity: str) -> dict | None:
+    """The saved arrays of this very run's checkpoint, if there is one."""
     path = out / CHECKPOINT
     if not path.is_file():
         return None
     saved = load_npz(path)
-    if str(saved["identity"]) != identity:
+    return saved if str(saved["identity"]) == identity else None
+
+
+def output_tree(cfg, streams: Streams, saved: dict | None):
+    """The HS tree (None for the full softmax): a resumed run goes on with its checkpoint's,
+    the tree its output rows were trained for (whatever BLAS would build now); a new run
+    builds one."""
+    if cfg.output != "hs":
         return None
+    if saved is not None:
+        return tuple(saved[f"tree_{k}"] for k in TREE_PARTS)
+    return lm_tree(cfg.hs_tree, streams.stream["train"], streams.counts)
+
+
+def restore_checkpoint(saved: dict, model: Model, optimiser: Optimiser) -> dict:
+    """Weights, optimiser and RNG from a checkpoint; returns the training state."""
     model.params[...] = saved["params"]
     model.rng_state[...] = saved["rng_state"]
-    if model.tree is not None:
-        model.tree = tuple(saved[f"tree_{k}"] for k in ("codes", "points", "lengths"))
     for k in optimiser.state:
         optimiser.state[k][...] = saved[f"optimiser_{k}"]
     state = json.loads(str(saved["scalars"]))
@@ -265,11 +278,13 @@ def run(cfg, inputs, out) -> dict:
     lm = data.lm_vocabulary(vocab.load_vocab(inputs["vocab"])[0], cfg.max_vocab)
     streams = Streams(cfg, inputs["corpus"], lm)
     rng = np.random.default_rng(cfg.seed)
-    tree = lm_tree(cfg.hs_tree, streams.stream["train"], lm.size) if cfg.output == "hs" else None
-    model = build_model(cfg, lm, input_embeddings(cfg, inputs, lm, rng), tree, rng)
-    optimiser = Optimiser(cfg.optimizer, model.params.size)
     identity = repr((asdict(cfg), lm.size, streams.train.shape, out.fingerprint))
-    state = load_checkpoint(out, identity, model, optimiser) or fresh_state(cfg, model)
+    saved = read_checkpoint(out, identity)
+    model = build_model(cfg, lm, input_embeddings(cfg, inputs, lm, rng),
+                        output_tree(cfg, streams, saved), rng)
+    optimiser = Optimiser(cfg.optimizer, model.params.size)
+    state = (restore_checkpoint(saved, model, optimiser) if saved is not None
+             else fresh_state(cfg, model))
     trainer = Trainer(cfg, model, optimiser, streams, out, identity, device)
     bar = tqdm(total=cfg.epochs * streams.train.shape[0] * cfg.batch_size, unit="tok",
                unit_scale=True, disable=out.quiet, desc=f"rnnlm {cfg.cell}/{cfg.output} ({device})",

@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from stages.rnnlm import data
-from stages.vocab import MAX_CODE_LENGTH, huffman_codes
+from stages.vocab import MAX_CODE_LENGTH, tree_codes
 
 TREES = ("huffman", "clustered")
 CONTEXT_DIM = 128           # rank of the context vectors
@@ -35,14 +35,14 @@ SVD_POWER_ITERATIONS = 4   # sharpen the randomized SVD's range
 AXIS_ITERATIONS = 12        # power iterations for a split's principal axis
 
 
-def lm_tree(kind: str, stream: np.ndarray, size: int):
-    """The tree `kind` over LM ids 0..size-1, from the training stream (LM ids)."""
-    counts = data.unigram_counts(stream, size)
-    if kind == "huffman" or size < 3:
+def lm_tree(kind: str, stream: np.ndarray, counts: np.ndarray):
+    """The tree `kind` over LM ids 0..V-1 from the training stream (LM ids) and its
+    unigram counts [V]."""
+    if kind == "huffman" or counts.size < 3:
         return data.lm_huffman(counts)
     if kind != "clustered":
         raise ValueError(f"unknown tree {kind!r}; expected one of {TREES}")
-    return clustered_tree(counts, context_vectors(stream, size))
+    return clustered_tree(counts, context_vectors(stream, counts))
 
 
 def chunk_starts(tokens: int) -> np.ndarray:
@@ -101,12 +101,13 @@ def truncated_svd(matrix: sp.csr_matrix, rank: int, seed: int = 0) -> np.ndarray
     return (basis @ u[:, :rank]) * np.sqrt(s[:rank])
 
 
-def context_vectors(stream: np.ndarray, size: int, dim: int = CONTEXT_DIM) -> np.ndarray:
+def context_vectors(stream: np.ndarray, counts: np.ndarray,
+                    dim: int = CONTEXT_DIM) -> np.ndarray:
     """float64 [V, dim], unit rows (zero for a word never seen with a context): each word
-    by its neighbours, the PPMI of its left and right bigram contexts reduced to `dim`."""
-    counts = data.unigram_counts(stream, size)
+    by its neighbours, the PPMI of its left and right bigram contexts reduced to `dim`.
+    counts [V]: the stream's unigram counts."""
     contexts = np.sort(np.argsort(-counts, kind="stable")[:CONTEXT_WORDS])     # in id order
-    before, after = neighbour_counts(stream, contexts, size)
+    before, after = neighbour_counts(stream, contexts, counts.size)
     vectors = truncated_svd(sp.hstack([positive_pmi(before), positive_pmi(after)]).tocsr(), dim)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.where(norms > 0, norms, 1.0)
@@ -177,8 +178,7 @@ def clustered_tree(counts: np.ndarray, vectors: np.ndarray):
                 child, next_node = next_node, next_node - 1
                 pending.append((part, child))
             parent[child], branch[child] = node, side
-    codes, points, lengths = huffman_codes(parent, branch, size, MAX_CODE_LENGTH)
-    if lengths[0] == 255:
+    codes = tree_codes(parent, branch, size)
+    if codes is None:
         raise ValueError(f"a path of the clustered tree is longer than {MAX_CODE_LENGTH}")
-    width = max(int(lengths.max()), 1)
-    return codes[:, :width].copy(), points[:, :width].copy(), lengths
+    return codes

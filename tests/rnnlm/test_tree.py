@@ -62,7 +62,7 @@ def test_words_seen_in_like_contexts_share_a_subtree():
     group_a, group_b = list(range(4, 10)), list(range(10, 16))
     triples = [(x, w, y) for w in group_a] * 50 + [(p, w, q) for w in group_b] * 50
     stream = np.array([t for i in rng.permutation(len(triples)) for t in triples[i]], np.int32)
-    codes, _, lengths = tree.lm_tree("clustered", stream, 16)
+    codes, _, lengths = tree.lm_tree("clustered", stream, data.unigram_counts(stream, 16))
     strings = code_strings(codes, lengths)
     for group in (group_a, group_b):
         common = strings[group[0]]
@@ -124,4 +124,4 @@ def test_truncated_svd_is_exact_on_a_low_rank_matrix():
 
 def test_an_unknown_tree_is_refused():
     with pytest.raises(ValueError, match="unknown tree"):
-        tree.lm_tree("random", np.arange(10, dtype=np.int32), 10)
+        tree.lm_tree("random", np.arange(10, dtype=np.int32), np.ones(10, np.int64))
