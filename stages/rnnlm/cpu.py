@@ -397,6 +397,26 @@ def hs_backward(d_h, d_w, h, w, codes, points, lengths, targets, scale):
                           -scale, True, False)
 
 
+@njit(**KERNEL)
+def hs_train(losses, d_h, d_w, h, w, codes, points, lengths, targets, scale):
+    """hs_forward and hs_backward in one walk of each path, for training: each node's
+    h . w (float32, as the node step forms it) serves both the loss and the gradient,
+    instead of a second float64 pass for the loss. Returns the summed loss; losses [N]
+    out, d_h [N, H] out, d_w added to (the caller zeroes the path rows, see hs_backward)."""
+    d_h[:] = 0.0
+    total = 0.0
+    for n in range(targets.shape[0]):
+        word = targets[n]
+        loss = 0.0
+        for j in range(lengths[word]):
+            node = points[word, j]
+            loss += logistic_step(h[n], d_h[n], w, node, d_w, node, 1 - np.int64(codes[word, j]),
+                                  -scale, True, True)
+        losses[n] = loss
+        total += loss
+    return total
+
+
 @njit(**KERNEL, parallel=True)
 def hs_word_probabilities(probs, h, w, codes, points, lengths):
     """probs [N, V] out: p(word | h) for every word."""

@@ -187,13 +187,16 @@ class Model:
                                        top, self.p["w_out"], self.p["b_out"], flat)
         return cpu.hs_forward(work.losses[:flat.size], top, self.p["w_out"], *self.tree, flat)
 
-    def output_backward(self, work: Workspace, targets: np.ndarray, rows: slice = slice(None)):
-        """d_h of the rows' time steps for the mean loss over their tokens (after output_loss)."""
+    def output_pass(self, work: Workspace, targets: np.ndarray, rows: slice = slice(None)) -> float:
+        """output_loss, and the gradients of the mean loss over the rows' tokens: the output
+        layer's, and d_h (zero outside the rows' time steps)."""
+        work.d_h[...] = 0.0
         top = work.top[rows].reshape(-1, self.arch.hidden)
         flat = targets[rows].reshape(-1)
         d_top = work.d_h[rows].reshape(-1, self.arch.hidden)
         scale = 1.0 / flat.size
         if self.arch.output == "softmax":
+            loss = self.output_loss(work, targets, rows)
             cpu.softmax_backward(d_top, self.g["w_out"], self.g["b_out"], work.exps[:flat.size],
                                  work.inverse_totals[:flat.size], top, self.p["w_out"], flat,
                                  scale)
@@ -201,10 +204,11 @@ class Model:
             nodes = np.empty(self.g["w_out"].shape[0], np.int64)
             count = cpu.path_nodes(nodes, self._marks["w_out"], *self.tree[1:], flat)
             self._touch("w_out", nodes[:count])
-            cpu.hs_backward(d_top, self.g["w_out"], top, self.p["w_out"], *self.tree, flat,
-                            scale)
+            loss = cpu.hs_train(work.losses[:flat.size], d_top, self.g["w_out"], top,
+                                self.p["w_out"], *self.tree, flat, scale)
         if work.masks is not None:
             work.d_h[rows] *= work.masks[1][rows]
+        return loss
 
     def backward(self, work: Workspace, ids: np.ndarray, fresh: bool) -> None:
         """Gradients of every parameter from work.d_h; fresh: the window started from h0."""
@@ -251,9 +255,7 @@ class Model:
     def train_window(self, ids, targets, state, fresh: bool):
         """Forward and backward over one window -> (summed loss, the state to carry on)."""
         work = self.forward(ids, state, train=True)
-        loss = self.output_loss(work, targets)
-        work.d_h[...] = 0.0
-        self.output_backward(work, targets)
+        loss = self.output_pass(work, targets)
         self.backward(work, ids, fresh)
         return loss, (work.h_all[-1].copy(), work.c_all[-1].copy())
 
@@ -267,9 +269,7 @@ class Model:
         training windows only)."""
         work = self.forward(ids, state, train=False)
         last = slice(ids.shape[0] - 1, ids.shape[0])
-        self.output_loss(work, targets, last)
-        work.d_h[...] = 0.0
-        self.output_backward(work, targets, last)
+        self.output_pass(work, targets, last)
         self.backward(work, ids, fresh=False)
         return work.norms[::-1].copy()
 

@@ -201,6 +201,13 @@ def hs_backward(d_h, d_w, h, w, codes, points, lengths, targets, scale):
             d_w[node] += g * h[n]
 
 
+def hs_train(losses, d_h, d_w, h, w, codes, points, lengths, targets, scale):
+    """hs_forward, then hs_backward: the summed loss, with the gradients of scale * it."""
+    total = hs_forward(losses, h, w, codes, points, lengths, targets)
+    hs_backward(d_h, d_w, h, w, codes, points, lengths, targets, scale)
+    return total
+
+
 def hs_backward_shared(d_h, d_w, h, w, codes, points, lengths, targets, scale):
     """hs_backward through word2vec's reference node step (float32 semantics)."""
     d_h[...] = 0

@@ -224,6 +224,30 @@ def test_hs_kernels_match_reference(V):
     np.testing.assert_allclose(d_h, twin_h, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("V", [2, 17, 300])
+def test_hs_train_is_the_forward_and_backward_in_one_pass(V):
+    """Training's fused pass: the same gradients as hs_backward, bit for bit (the same node
+    steps in the same order), and the loss of hs_forward and of the reference to float32
+    rounding (its dot products are float32). Large weights, so some nodes saturate."""
+    h, w, codes, points, lengths, targets = huffman_problem(V, 16, 40, seed=V, dtype=np.float32,
+                                                            scale=2.0)
+    losses, d_h, d_w = np.empty(40), np.empty_like(h), np.zeros_like(w)
+    total = cpu.hs_train(losses, d_h, d_w, h, w, codes, points, lengths, targets, 0.025)
+    apart_h, apart_w, apart_losses = np.empty_like(h), np.zeros_like(w), np.empty(40)
+    cpu.hs_backward(apart_h, apart_w, h, w, codes, points, lengths, targets, 0.025)
+    np.testing.assert_array_equal(d_h, apart_h)
+    np.testing.assert_array_equal(d_w, apart_w)
+    want = cpu.hs_forward(apart_losses, h, w, codes, points, lengths, targets)
+    np.testing.assert_allclose(losses, apart_losses, rtol=1e-5)
+    assert total == pytest.approx(want, rel=1e-6)
+    assert total == pytest.approx(losses.sum(), rel=1e-12)
+    ref_losses, ref_h, ref_w = np.empty(40), np.empty((40, 16)), np.zeros(w.shape)
+    ref_total = reference.hs_train(ref_losses, ref_h, ref_w, h.astype(np.float64),
+                                   w.astype(np.float64), codes, points, lengths, targets, 0.025)
+    assert total == pytest.approx(ref_total, rel=1e-6)
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
+
+
 @pytest.mark.parametrize("V", [2, 5, 200])
 def test_hs_probabilities_sum_to_one_over_the_vocabulary(V):
     h, w, codes, points, lengths, targets = huffman_problem(V, 8, 6, seed=V)
