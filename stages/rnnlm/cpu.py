@@ -67,8 +67,11 @@ def column_sums(out, m):
 
 @njit(cache=True)
 def input_gradient(d_x, d_zx, w_x):
-    """d_x [T, B, D] = d_zx [T, B, G] w_x, one product."""
+    """d_x [T, B, D] = d_zx [T, B, G] w_x, one product. A d_x with no rows means the input
+    gradient is not wanted (frozen embeddings, see Workspace) and skips the product."""
     T, B, G = d_zx.shape
+    if d_x.shape[0] == 0:
+        return
     np.dot(d_zx.reshape(T * B, G), w_x, d_x.reshape(T * B, d_x.shape[2]))
 
 
@@ -120,8 +123,8 @@ def tanh_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h):
 @njit(cache=True)
 def tanh_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms, d_h,
                   h_all, c_all, gates, x, w_x, w_h):
-    """d_x [T, B, D], d_w_x/d_w_h/d_b_x/d_b_h as the weights, d_h_init/d_c_init [B, H],
-    d_h_norms [T] out; d_h [T, B, H] in."""
+    """d_x [T, B, D] (or [0, B, D]: not wanted, see input_gradient), d_w_x/d_w_h/d_b_x/
+    d_b_h as the weights, d_h_init/d_c_init [B, H], d_h_norms [T] out; d_h [T, B, H] in."""
     _elman_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_h_norms, d_h, h_all, gates,
                     x, w_x, w_h, False)
     d_c_init[:] = 0.0

@@ -110,7 +110,8 @@ class Workspace:
         self.gates = np.zeros((T, B, GATE_STORE[arch.cell] * H), f32)
         self.top = np.zeros((T, B, H), f32)             # what the output layer reads
         self.d_h = np.zeros((T, B, H), f32)
-        self.d_x = np.zeros((T, B, arch.dim), f32)
+        # the input gradient feeds the embedding table only: none when it is frozen
+        self.d_x = np.zeros((T if arch.train_embeddings else 0, B, arch.dim), f32)
         self.d_h_init = np.zeros((B, H), f32)
         self.d_c_init = np.zeros((B, H), f32)
         self.norms = np.zeros(T)

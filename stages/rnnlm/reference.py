@@ -46,7 +46,8 @@ def _elman_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_h_norms, d_h, h
         d_w_h += da.T @ h_all[t]
         d_b_x += da.sum(axis=0)
         d_b_h += da.sum(axis=0)
-        d_x[t] = da @ w_x
+        if d_x.shape[0]:       # no rows: not wanted (cpu.input_gradient)
+            d_x[t] = da @ w_x
         carry = da @ w_h
     d_h_init[...] = carry
 
@@ -106,7 +107,8 @@ def lstm_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms
         d_w_h += dz.T @ h_all[t]
         d_b_x += dz.sum(axis=0)
         d_b_h += dz.sum(axis=0)
-        d_x[t] = dz @ w_x
+        if d_x.shape[0]:       # no rows: not wanted (cpu.input_gradient)
+            d_x[t] = dz @ w_x
         carry_h, carry_c = dz @ w_h, dc * f
     d_h_init[...] = carry_h
     d_c_init[...] = carry_c
@@ -148,7 +150,8 @@ def gru_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms,
         d_w_h += dzh.T @ h_all[t]
         d_b_x += dzx.sum(axis=0)
         d_b_h += dzh.sum(axis=0)
-        d_x[t] = dzx @ w_x
+        if d_x.shape[0]:       # no rows: not wanted (cpu.input_gradient)
+            d_x[t] = dzx @ w_x
         carry = dh * z + dzh @ w_h
     d_h_init[...] = carry
     d_c_init[...] = 0

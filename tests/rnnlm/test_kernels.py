@@ -58,6 +58,27 @@ def run_backward(module, cell, p):
     return grads, norms
 
 
+@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("module", [reference, cpu], ids=["reference", "cpu"])
+def test_backward_without_the_input_gradient(cell, module):
+    """A d_x with no rows (frozen embeddings) skips the input gradient and leaves every
+    other gradient as it was."""
+    p = cell_problem(cell, 4, 3, 5, 6, seed=3)
+    grads, norms = run_backward(module, cell, p)
+    h_all, c_all, gates = run_forward(module, cell, p)
+    skipped = {k: np.zeros_like(v) for k, v in grads.items()}
+    skipped["x"] = np.zeros((0, 3, 5))
+    skipped_norms = np.zeros(4)
+    getattr(module, f"{cell}_backward")(skipped["x"], skipped["w_x"], skipped["w_h"],
+                                        skipped["b_x"], skipped["b_h"], skipped["h0"],
+                                        skipped["c0"], skipped_norms, p["d_h"].copy(), h_all,
+                                        c_all, gates, p["x"], p["w_x"], p["w_h"])
+    assert np.abs(grads["x"]).max() > 0
+    for name in ("w_x", "w_h", "b_x", "b_h", "h0", "c0"):
+        np.testing.assert_array_equal(skipped[name], grads[name], err_msg=name)
+    np.testing.assert_array_equal(skipped_norms, norms)
+
+
 def numeric_gradient(f, array, count, rng):
     """Central differences of f at `count` random entries of `array`: (picks, estimates)."""
     picks = rng.choice(array.size, size=min(count, array.size), replace=False)
