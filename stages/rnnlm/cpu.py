@@ -386,26 +386,14 @@ def hs_forward(losses, h, w, codes, points, lengths, targets):
 
 
 @njit(**KERNEL)
-def hs_backward(d_h, d_w, h, w, codes, points, lengths, targets, scale):
-    """d_h [N, H] out, d_w [V-1, H] added to: gradients of scale * summed loss, each node
-    through word2vec's logistic_step (saturating past its bound, so a confidently wrong
-    node still gets its full gradient). Only the rows of d_w on the targets' paths change:
-    the caller zeroes those (path_nodes), not all V-1 rows."""
-    d_h[:] = 0.0
-    for n in range(targets.shape[0]):
-        word = targets[n]
-        for j in range(lengths[word]):
-            node = points[word, j]
-            logistic_step(h[n], d_h[n], w, node, d_w, node, 1 - np.int64(codes[word, j]),
-                          -scale, True, False)
-
-
-@njit(**KERNEL)
 def hs_train(losses, d_h, d_w, h, w, codes, points, lengths, targets, scale):
-    """hs_forward and hs_backward in one walk of each path, for training: each node's
-    h . w (float32, as the node step forms it) serves both the loss and the gradient,
-    instead of a second float64 pass for the loss. Returns the summed loss; losses [N]
-    out, d_h [N, H] out, d_w added to (the caller zeroes the path rows, see hs_backward)."""
+    """Training's output layer: hs_forward's losses (returns their sum) and the gradients
+    of scale * that sum, in one walk of each path: d_h [N, H] out, d_w [V-1, H] added to.
+    Each node goes through word2vec's logistic_step, whose h . w (float32) gives both the
+    loss term and the gradient (saturating past its bound, so a confidently wrong node
+    still gets its full gradient); evaluation keeps hs_forward's float64 dots. Only the
+    rows of d_w on the targets' paths change: the caller zeroes those (path_nodes), not
+    all V-1 rows."""
     d_h[:] = 0.0
     total = 0.0
     for n in range(targets.shape[0]):

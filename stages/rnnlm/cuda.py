@@ -534,6 +534,13 @@ def _node_dot(h, w, n, node, lane, partials):
     return w2v_cuda.block_sum(partial, partials, lane)
 
 
+@cuda.jit(device=True)
+def _node_loss(f, code):
+    """-log sigma((2 label - 1) f) for label = 1 - code, in float64 without overflow."""
+    signed = -float64(f) if code == 0 else float64(f)
+    return max(signed, 0.0) + math.log1p(math.exp(-abs(signed)))
+
+
 @cuda.jit
 def _hs_forward(losses, h, w, codes, points, lengths, targets):
     """One block of WARP threads per token: -log p(target | h) along its path."""
@@ -542,28 +549,31 @@ def _hs_forward(losses, h, w, codes, points, lengths, targets):
     word = targets[n]
     loss = 0.0
     for j in range(lengths[word]):
-        f = float64(_node_dot(h, w, n, points[word, j], lane, partials))
-        f = -f if codes[word, j] == 0 else f
-        loss += max(f, 0.0) + math.log1p(math.exp(-abs(f)))
+        loss += _node_loss(_node_dot(h, w, n, points[word, j], lane, partials), codes[word, j])
     if lane == 0:
         losses[n] = loss
 
 
 @cuda.jit
-def _hs_backward(d_h, d_w, h, w, codes, points, lengths, targets, scale):
-    """One block per token: its own d_h row, atomic adds into the shared node rows."""
+def _hs_train(losses, d_h, d_w, h, w, codes, points, lengths, targets, scale):
+    """One block per token, one walk of its path: each node's dot gives the loss term
+    and the gradient; the token's own d_h row, atomic adds into the shared node rows."""
     n, lane = cuda.blockIdx.x, cuda.threadIdx.x
     partials = cuda.shared.array(WARP, float32)
     word = targets[n]
     for d in range(lane, h.shape[1], WARP):
         d_h[n, d] = 0.0
+    loss = 0.0
     for j in range(lengths[word]):
         node = points[word, j]
         f = _node_dot(h, w, n, node, lane, partials)
+        loss += _node_loss(f, codes[word, j])
         g = float32((sigmoid(f) - (1 - int(codes[word, j]))) * scale)
         for d in range(lane, h.shape[1], WARP):
             d_h[n, d] += g * w[node, d]
             cuda.atomic.add(d_w, (node, d), g * h[n, d])
+    if lane == 0:
+        losses[n] = loss
 
 
 def hs_forward(losses, h, w, codes, points, lengths, targets):
@@ -571,10 +581,11 @@ def hs_forward(losses, h, w, codes, points, lengths, targets):
     return float(losses.copy_to_host().sum())
 
 
-def hs_backward(d_h, d_w, h, w, codes, points, lengths, targets, scale):
-    """As cpu.hs_backward: d_h out, d_w added to."""
-    _hs_backward[h.shape[0], WARP](d_h, d_w, h, w, codes, points, lengths, targets,
-                                            scale)
+def hs_train(losses, d_h, d_w, h, w, codes, points, lengths, targets, scale):
+    """As cpu.hs_train: the summed loss back to the host; d_h out, d_w added to."""
+    _hs_train[h.shape[0], WARP](losses, d_h, d_w, h, w, codes, points, lengths, targets,
+                                scale)
+    return float(losses.copy_to_host().sum())
 
 
 # ------------------------------------------------------------- embedding, optimisation
@@ -679,7 +690,7 @@ def kernel_signatures() -> dict:
         "column_sums": (column_sums, (v1, m2)),
         "stream_norm": (_stream_norm, (np.zeros(4), 0, m2)),
         "hs_forward": (_hs_forward, (np.zeros(4), m2, m2, codes, points, lengths, ids)),
-        "hs_backward": (_hs_backward, (m2, m2, m2, m2, codes, points, lengths, ids, 0.5)),
+        "hs_train": (_hs_train, (np.zeros(4), m2, m2, m2, m2, codes, points, lengths, ids, 0.5)),
         "embed_forward": (_embed_forward, (m3, m2, i2)),
         "embed_backward": (_embed_backward, (m2, m3, i2)),
         "square_sum": (_square_sum, (np.zeros(1), v1)),

@@ -148,15 +148,14 @@ class DeviceModel:
     def output_pass(self, work, top, d_top, d_targets, scale) -> float:
         """output_loss, then d_top and the output layer's gradients for scale * that loss."""
         p, g = self.p, self.g
-        loss = self.output_loss(work, top, d_targets)
         if self.arch.output == "softmax":
+            loss = self.output_loss(work, top, d_targets)
             kernels.softmax_backward(d_top, g["w_out"], g["b_out"], work["exps"],
                                      work["inverse_totals"], top, p["w_out"], d_targets, scale)
-        else:
-            kernels.fill(g["w_out"], 0.0)
-            kernels.hs_backward(d_top, g["w_out"], top, p["w_out"], *self.tree, d_targets,
-                                scale)
-        return loss
+            return loss
+        kernels.fill(g["w_out"], 0.0)
+        return kernels.hs_train(work["losses"], d_top, g["w_out"], top, p["w_out"], *self.tree,
+                                d_targets, scale)
 
     def input_gradients(self, work, d_ids, fresh: bool) -> None:
         g = self.g

@@ -211,8 +211,9 @@ def hs_train(losses, d_h, d_w, h, w, codes, points, lengths, targets, scale):
     return total
 
 
-def hs_backward_shared(d_h, d_w, h, w, codes, points, lengths, targets, scale):
-    """hs_backward through word2vec's reference node step (float32 semantics)."""
+def hs_train_gradients_shared(d_h, d_w, h, w, codes, points, lengths, targets, scale):
+    """cpu.hs_train's gradients through word2vec's reference node step (float32 semantics,
+    saturating past its bound)."""
     d_h[...] = 0
     for n, word in enumerate(targets):
         for j in range(lengths[word]):

@@ -107,11 +107,14 @@ def test_hs_kernels_equal_the_cpu_kernels():
             arrays = [cuda.to_device(a) for a in arrays]
         losses, h_, w_, codes_, points_, lengths_, targets_, d_h, d_w = arrays
         loss = module.hs_forward(losses, h_, w_, codes_, points_, lengths_, targets_)
-        module.hs_backward(d_h, d_w, h_, w_, codes_, points_, lengths_, targets_, 0.5)
-        results.append((loss, *[a.copy_to_host() if hasattr(a, "copy_to_host") else a
-                                for a in (d_h, d_w)]))
+        train_loss = module.hs_train(losses, d_h, d_w, h_, w_, codes_, points_, lengths_,
+                                     targets_, 0.5)
+        results.append((loss, train_loss, *[a.copy_to_host() if hasattr(a, "copy_to_host")
+                                            else a for a in (d_h, d_w)]))
     assert results[1][0] == pytest.approx(results[0][0], rel=1e-5)
-    for mine, theirs in zip(results[0][1:], results[1][1:]):
+    assert results[1][1] == pytest.approx(results[0][1], rel=1e-5)
+    assert results[0][1] == pytest.approx(results[0][0], rel=1e-5)
+    for mine, theirs in zip(results[0][2:], results[1][2:]):
         np.testing.assert_allclose(theirs, mine, rtol=1e-4, atol=2e-6)
 
 

@@ -221,52 +221,58 @@ def test_hs_backward_reference_matches_finite_differences(V):
 
 @pytest.mark.parametrize("V", [2, 17, 300])
 def test_hs_kernels_match_reference(V):
-    """The kernel's node step is word2vec's float32 logistic_step (table sigmoid): equal to
-    the float64 reference to float32 rounding, and to its float32 twin exactly. Weights
-    small enough that no |h . w| reaches the step's saturation bound (6), past which the
-    step uses sigma = 0 or 1 (an error of at most sigma(-6) = 0.0025 per node)."""
+    """hs_forward, and hs_train, whose node step is word2vec's float32 logistic_step (table
+    sigmoid): equal to the float64 reference to float32 rounding, and to its float32
+    twin. Weights small enough that no |h . w| reaches the step's saturation bound (6),
+    past which the step uses sigma = 0 or 1 (an error of at most sigma(-6) = 0.0025 per
+    node; the next test covers it)."""
     h, w, codes, points, lengths, targets = huffman_problem(V, 16, 40, seed=V, dtype=np.float32,
                                                             scale=0.25)
+    h64, w64 = h.astype(np.float64), w.astype(np.float64)
     losses, want_losses = np.empty(40), np.empty(40)
     total = cpu.hs_forward(losses, h, w, codes, points, lengths, targets)
-    want = reference.hs_forward(want_losses, h.astype(np.float64), w.astype(np.float64), codes,
-                                points, lengths, targets)
+    want = reference.hs_forward(want_losses, h64, w64, codes, points, lengths, targets)
     assert total == pytest.approx(want, rel=1e-6)
     np.testing.assert_allclose(losses, want_losses, rtol=1e-5)
-    d_h, d_w = np.empty_like(h), np.zeros_like(w)
-    cpu.hs_backward(d_h, d_w, h, w, codes, points, lengths, targets, 0.025)
-    ref_h, ref_w = np.empty((40, 16)), np.zeros(w.shape)
-    reference.hs_backward(ref_h, ref_w, h.astype(np.float64), w.astype(np.float64), codes,
-                          points, lengths, targets, 0.025)
+    train_losses, d_h, d_w = np.empty(40), np.empty_like(h), np.zeros_like(w)
+    train_total = cpu.hs_train(train_losses, d_h, d_w, h, w, codes, points, lengths, targets,
+                               0.025)
+    ref_losses, ref_h, ref_w = np.empty(40), np.empty((40, 16)), np.zeros(w.shape)
+    ref_total = reference.hs_train(ref_losses, ref_h, ref_w, h64, w64, codes, points, lengths,
+                                   targets, 0.025)
+    assert train_total == pytest.approx(ref_total, rel=1e-6)
+    assert train_total == pytest.approx(train_losses.sum(), rel=1e-12)
+    np.testing.assert_allclose(train_losses, ref_losses, rtol=1e-5)
     np.testing.assert_allclose(d_h, ref_h, atol=2e-5)
     np.testing.assert_allclose(d_w, ref_w, atol=2e-5)
     twin_h, twin_w = np.empty_like(h), np.zeros_like(w)
-    reference.hs_backward_shared(twin_h, twin_w, h, w, codes, points, lengths, targets, 0.025)
+    reference.hs_train_gradients_shared(twin_h, twin_w, h, w, codes, points, lengths, targets,
+                                        0.025)
     np.testing.assert_allclose(d_h, twin_h, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(d_w, twin_w, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("V", [2, 17, 300])
-def test_hs_train_is_the_forward_and_backward_in_one_pass(V):
-    """Training's fused pass: the same gradients as hs_backward, bit for bit (the same node
-    steps in the same order), and the loss of hs_forward and of the reference to float32
-    rounding (its dot products are float32). Large weights, so some nodes saturate."""
+def test_hs_train_saturates_as_word2vec_and_keeps_the_exact_loss(V):
+    """Weights large enough that many |h . w| pass the node step's bound (6): the
+    gradients follow word2vec's saturating step (its float32 twin), while the losses stay
+    those of hs_forward (no bound there), to float32 rounding of the dots."""
     h, w, codes, points, lengths, targets = huffman_problem(V, 16, 40, seed=V, dtype=np.float32,
                                                             scale=2.0)
     losses, d_h, d_w = np.empty(40), np.empty_like(h), np.zeros_like(w)
     total = cpu.hs_train(losses, d_h, d_w, h, w, codes, points, lengths, targets, 0.025)
-    apart_h, apart_w, apart_losses = np.empty_like(h), np.zeros_like(w), np.empty(40)
-    cpu.hs_backward(apart_h, apart_w, h, w, codes, points, lengths, targets, 0.025)
-    np.testing.assert_array_equal(d_h, apart_h)
-    np.testing.assert_array_equal(d_w, apart_w)
-    want = cpu.hs_forward(apart_losses, h, w, codes, points, lengths, targets)
-    np.testing.assert_allclose(losses, apart_losses, rtol=1e-5)
-    assert total == pytest.approx(want, rel=1e-6)
-    assert total == pytest.approx(losses.sum(), rel=1e-12)
-    ref_losses, ref_h, ref_w = np.empty(40), np.empty((40, 16)), np.zeros(w.shape)
-    ref_total = reference.hs_train(ref_losses, ref_h, ref_w, h.astype(np.float64),
-                                   w.astype(np.float64), codes, points, lengths, targets, 0.025)
-    assert total == pytest.approx(ref_total, rel=1e-6)
-    np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
+    twin_h, twin_w = np.empty_like(h), np.zeros_like(w)
+    reference.hs_train_gradients_shared(twin_h, twin_w, h, w, codes, points, lengths, targets,
+                                        0.025)
+    np.testing.assert_allclose(d_h, twin_h, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(d_w, twin_w, rtol=1e-5, atol=1e-7)
+    forward_losses = np.empty(40)
+    assert total == pytest.approx(cpu.hs_forward(forward_losses, h, w, codes, points, lengths,
+                                                 targets), rel=1e-6)
+    np.testing.assert_allclose(losses, forward_losses, rtol=1e-5)
+    saturated = np.abs(np.einsum("nd,nld->nl", h, w[points[targets]]))[
+        np.arange(points.shape[1]) < lengths[targets][:, None]] >= 6
+    assert saturated.any()
 
 
 @pytest.mark.parametrize("V", [2, 5, 200])
