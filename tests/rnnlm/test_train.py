@@ -59,16 +59,19 @@ def small_model(cell, output, V=7, D=3, H=4, seed=0, dtype=np.float64, train_emb
     return model
 
 
-@pytest.mark.parametrize("cell, output", [("lstm", "softmax"), ("gru", "hs"), ("tanh", "hs"),
-                                          ("irnn", "softmax")])
-def test_whole_window_gradient_matches_finite_differences(cell, output):
-    """Every parameter (embeddings and h0 included) of the composed model, float64."""
-    model = small_model(cell, output)
+@pytest.mark.parametrize("cell, output, train_embeddings",
+                         [("lstm", "softmax", True), ("gru", "hs", True), ("tanh", "hs", True),
+                          ("irnn", "softmax", True), ("lstm", "hs", False)])
+def test_whole_window_gradient_matches_finite_differences(cell, output, train_embeddings):
+    """Every parameter (embeddings, when trained, and h0 included) of the composed model,
+    float64; the training pass's loss is the evaluation's."""
+    model = small_model(cell, output, train_embeddings=train_embeddings)
     rng = np.random.default_rng(1)
     ids, targets = rng.integers(0, 7, (5, 3)), rng.integers(0, 7, (5, 3))
     state = model.initial_state(3)
-    model.train_window(ids, targets, state, fresh=True)
+    loss, _ = model.train_window(ids, targets, state, fresh=True)
     analytic = model.grads.copy()
+    assert loss == pytest.approx(model.evaluate_window(ids, targets, state)[0], rel=1e-10)
 
     def mean_loss():
         return model.evaluate_window(ids, targets, model.initial_state(3))[0] / targets.size
