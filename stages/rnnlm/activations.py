@@ -38,8 +38,27 @@ def bits_to_float32(typingctx, bits):
 
 @njit(**KERNEL, inline="always")
 def exp32(x):
+    """exp of a float32 in float32 lanes throughout (the clamp as selects, the rounding by
+    np.floor): relative error below 2e-7. Over a softmax row with a float32 sum, 4.5x
+    exp32_precise's speed (6.3 against 28.2 ms for 1,120 x 10,002 logits)."""
+    x = x if x > np.float32(-87.0) else np.float32(-87.0)
+    x = x if x < np.float32(88.0) else np.float32(88.0)
+    k = np.floor(x * _LOG2E + np.float32(0.5))
+    return _exp_from(x, k)
+
+
+@njit(**KERNEL, inline="always")
+def exp32_precise(x):
+    """exp of a float32 with relative error below 1e-7: math.floor returns an int64, which
+    takes k ln 2 and the polynomial to float64. tanh32 needs it: its 1 - 2 / (e^2x + 1)
+    amplifies exp's error near 0 (to 1.5e-6 with exp32)."""
     x = min(max(x, np.float32(-87.0)), np.float32(88.0))
-    k = math.floor(x * _LOG2E + np.float32(0.5))
+    return _exp_from(x, math.floor(x * _LOG2E + np.float32(0.5)))
+
+
+@njit(**KERNEL, inline="always")
+def _exp_from(x, k):
+    """2^k exp(x - k ln 2) for the rounded x log2(e), k (float32 or int64, see the callers)."""
     r = x - k * _LN2_HI - k * _LN2_LO
     p = _EXP_POLY[0]
     for c in _EXP_POLY[1:]:
@@ -54,7 +73,7 @@ def tanh32(x):
     if a < _TANH_SERIES_BELOW:
         x2 = x * x
         return x * (np.float32(1.0) + x2 * (np.float32(-1.0 / 3.0) + x2 * np.float32(2.0 / 15.0)))
-    t = np.float32(1.0) - np.float32(2.0) / (exp32(np.float32(2.0) * a) + np.float32(1.0))
+    t = np.float32(1.0) - np.float32(2.0) / (exp32_precise(np.float32(2.0) * a) + np.float32(1.0))
     return t if x > 0 else -t
 
 
@@ -87,7 +106,7 @@ def _tanh_for(x):
 @overload(sigmoid, jit_options={"fastmath": FASTMATH, "error_model": "numpy"})
 def _sigmoid_for(x):
     if x == types.float32:
-        return lambda x: np.float32(1.0) / (np.float32(1.0) + exp32(-x))
+        return lambda x: np.float32(1.0) / (np.float32(1.0) + exp32_precise(-x))
     return lambda x: 1.0 / (1.0 + math.exp(-x))
 
 

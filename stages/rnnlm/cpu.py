@@ -306,6 +306,18 @@ def gru_cell_backward(dzx, dzh, carry, direct, gate, h_prev, d_h):
 
 
 # ----------------------------------------------------------------------------- output layers
+# The row maximum is kept in this many lanes: an elementwise max vectorises, where a single
+# running max does not (a float max reduction needs 'nnan', which the kernels leave out so
+# that NaN weights still show).
+MAX_LANES = 16
+# Long sums (a softmax row, the squared gradient) are formed in the array's precision over
+# blocks this long, which vectorises and stays exact to ~1e-7 in float32, and the blocks are
+# added in float64; a float64 sum of float32 terms did not vectorise. Each pass is its own
+# function over a view: written as loops inside softmax_rows, neither vectorised (measured
+# over 1,120 x 10,002 logits: bias and max 18.7 -> 7.1 ms, exp and sum 35 -> 6.2).
+SUM_BLOCK = 256
+
+
 @njit(**KERNEL)
 def softmax_rows(exps, inverse_totals, b, targets):
     """exps [N, V]: logits in, exp(logit + b - the row's largest) out; inverse_totals [N]
@@ -316,23 +328,52 @@ def softmax_rows(exps, inverse_totals, b, targets):
     the cores (measured: parallel 58 ms, serial 48 ms for a 1,120 x 10,002 window)."""
     N, V = exps.shape
     losses = np.empty(N)
+    lanes = np.empty(MAX_LANES, exps.dtype)
     for n in range(N):
         row = exps[n]
-        row[0] += b[0]
-        top = row[0]
-        for k in range(1, V):
-            row[k] += b[k]
-            top = max(top, row[k])
+        add_in_place(row, b)
+        top = largest(row, lanes)
         # -log p(target) from the logit, which cannot underflow as its probability can
         target_logit = np.float64(row[targets[n]]) - top
         total = 0.0
-        for k in range(V):
-            e = exp_(row[k] - top)
-            row[k] = e
-            total += e
+        for start in range(0, V, SUM_BLOCK):
+            total += exp_in_place(row[start:start + SUM_BLOCK], top)
         losses[n] = math.log(total) - target_logit
         inverse_totals[n] = 1.0 / total
     return losses.sum()
+
+
+@njit(**KERNEL)
+def add_in_place(row, b):
+    for k in range(row.shape[0]):
+        row[k] += b[k]
+
+
+@njit(**KERNEL)
+def largest(row, lanes):
+    """The largest entry of row [V] (NaNs aside); lanes: MAX_LANES scratch."""
+    width = lanes.shape[0]
+    whole = row.shape[0] - row.shape[0] % width
+    lanes[:] = -np.inf
+    for start in range(0, whole, width):
+        for j in range(width):
+            value = row[start + j]
+            lanes[j] = value if value > lanes[j] else lanes[j]
+    top = lanes.max()
+    for k in range(whole, row.shape[0]):
+        top = max(top, row[k])
+    return top
+
+
+@njit(**KERNEL)
+def exp_in_place(block, top):
+    """block = exp(block - top); returns its sum, formed in the block's own precision."""
+    part = block.dtype.type(0.0)
+    for k in range(block.shape[0]):
+        e = exp_(block[k] - top)
+        block[k] = e
+        part += e
+    return part
 
 
 @njit(cache=True)
@@ -454,8 +495,9 @@ def clip_segments(grads, segments, max_norm):
     layer or an embedding table touched in a window are a fraction of their matrices."""
     square = 0.0
     for s in range(segments.shape[0]):
-        for k in range(segments[s, 0], segments[s, 1]):
-            square += np.float64(grads[k]) * grads[k]
+        stop = segments[s, 1]
+        for start in range(segments[s, 0], stop, SUM_BLOCK):
+            square += sum_of_squares(grads[start:min(start + SUM_BLOCK, stop)])
     norm = math.sqrt(square)
     if max_norm > 0 and norm > max_norm:
         factor = max_norm / (norm + 1e-6)
@@ -463,6 +505,16 @@ def clip_segments(grads, segments, max_norm):
             for k in range(segments[s, 0], segments[s, 1]):
                 grads[k] *= factor
     return norm
+
+
+@njit(**KERNEL)
+def sum_of_squares(block):
+    """Sum of block [<= SUM_BLOCK] squared, in its own precision (float32 blocks: 4x a
+    float64 sum over 3.3M gradients, 0.52 against 2.02 ms)."""
+    part = block.dtype.type(0.0)
+    for k in range(block.shape[0]):
+        part += block[k] * block[k]
+    return part
 
 
 @njit(**KERNEL)
