@@ -3,8 +3,10 @@
 In float32 a polynomial exp (Cephes' expf: range reduction by ln 2, a degree-6 polynomial,
 the power of two put straight into the exponent bits) that LLVM vectorises; without it (no
 SVML here) each exp is a libm call, and the softmax's 11 million exps per window cost as much
-as its three matrix products. Relative error below 1e-7, i.e. float32 rounding (a test checks
-it). In float64 the library functions are used, so the gradient checks run at full precision.
+as its three matrix products. Two versions: `exp32` all in float32 lanes (relative error
+below 2e-7; the softmax's exp_), and `exp32_precise` with the reduction and polynomial in
+float64 (below 1e-7, float32 rounding; tanh and sigmoid), each checked by a test. In
+float64 the library functions are used, so the gradient checks run at full precision.
 Call `exp_`, `tanh_`, `sigmoid` from @njit code: Numba picks the version by argument type.
 """
 import math
