@@ -45,6 +45,24 @@ def word2vec_inputs(root: Path, texts: list[Path]) -> dict:
     return {"corpus": root / "corpus", "vocab": root / "vocab"}
 
 
+def zipf_lm_model(cell: str, output: str, rng, train_embeddings: bool = True,
+                  V: int = 10_002, D: int = 128, H: int = 256):
+    """(model, counts): a freshly initialised LM of the benchmarks' shape, its embeddings
+    N(0, 0.3^2) (drawn from rng after the initialisation); counts [V] follow a Zipf law
+    (count ~ 1 / rank) and an HS output uses their Huffman tree."""
+    import numpy as np
+    from stages.rnnlm import data
+    from stages.rnnlm.model import Architecture, Model, flat_size, initialise, parameter_shapes
+    counts = (1e7 / np.arange(1, V + 1)).astype(np.int64)
+    arch = Architecture(cell, output, V, D, H, train_embeddings)
+    tree = data.lm_huffman(counts) if output == "hs" else None
+    frozen = None if train_embeddings else np.zeros((V, D), np.float32)
+    model = Model(arch, np.zeros(flat_size(parameter_shapes(arch)), np.float32), frozen, tree)
+    initialise(model.p, arch, rng)
+    model.embeddings[...] = rng.normal(0, 0.3, (V, D))
+    return model, counts
+
+
 def scratch_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="bench-"))
 

@@ -36,7 +36,7 @@ if not hasattr(np, "row_stack"):
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (EN_MIX, SHARED_DATA, WORD2VEC_CONFIGS, print_table,  # noqa: E402
-                          scratch_dir, word2vec_inputs)
+                          scratch_dir, word2vec_inputs, zipf_lm_model)
 from pipeline.config import Word2VecConfig  # noqa: E402
 from pipeline.store import StageDir  # noqa: E402
 from stages import corpus, evaluate, vocab  # noqa: E402
@@ -104,18 +104,14 @@ def rnnlm_step(cell: str, output: str, windows: int = 20) -> dict:
     V 10,002, D 128, H 256; random ids) with the CPU kernels on every core and on the GPU,
     and the largest gradient difference between the two on the first window."""
     from numba import cuda
-    from stages.rnnlm import cpu as lm_cpu, cuda as lm_cuda, data
+    from stages.rnnlm import cpu as lm_cpu, cuda as lm_cuda
     from stages.rnnlm.device import DeviceModel
-    from stages.rnnlm.model import (Architecture, Model, Optimiser, flat_size, initialise,
-                                    parameter_shapes)
+    from stages.rnnlm.model import Optimiser
     from stages.rnnlm.train import set_threads
     set_threads(0)
-    V, rng = 10002, np.random.default_rng(0)
-    arch = Architecture(cell, output, V, 128, 256, True)
-    huffman = data.lm_huffman((1e7 / np.arange(1, V + 1)).astype(np.int64)) if output == "hs" else None
-    model = Model(arch, np.zeros(flat_size(parameter_shapes(arch)), np.float32), None, huffman)
-    initialise(model.p, arch, rng)
-    model.p["embeddings"][...] = rng.normal(0, 0.3, (V, 128))
+    rng = np.random.default_rng(0)
+    model, counts = zipf_lm_model(cell, output, rng)
+    V = counts.size
     device = DeviceModel(model)
     batches = [(rng.integers(0, V, (35, 32)), rng.integers(0, V, (35, 32))) for _ in range(windows)]
     model.train_window(*batches[0], model.initial_state(32), True)

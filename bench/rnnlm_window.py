@@ -15,28 +15,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stages.rnnlm.model import (Architecture, Model, Optimiser, flat_size, flat_views,  # noqa: E402
-                                initialise, parameter_shapes)
+from bench.common import zipf_lm_model  # noqa: E402
+from stages.rnnlm.model import Model, Optimiser  # noqa: E402
 from stages.rnnlm.train import set_threads  # noqa: E402
-from stages.vocab import build_huffman  # noqa: E402
 
 PHASES = ("forward", "output", "backward", "clip", "sgd")
-
-
-def zipf_model(cell: str, output: str, frozen: bool, V: int, D: int, H: int, seed: int = 0):
-    """(model, counts): a freshly initialised model; HS over the Huffman tree of Zipf counts."""
-    rng = np.random.default_rng(seed)
-    counts = (1e6 / np.arange(1, V + 1)).astype(np.int64) + 1
-    arch = Architecture(cell, output, V, D, H, not frozen)
-    shapes = parameter_shapes(arch)
-    params = np.zeros(flat_size(shapes), np.float32)
-    views = flat_views(shapes, params)
-    initialise(views, arch, rng)
-    embeddings = rng.normal(0.0, 0.1, (V, D)).astype(np.float32)
-    if not frozen:
-        views["embeddings"][...] = embeddings
-    tree = build_huffman(counts) if output == "hs" else None
-    return Model(arch, params, embeddings, tree), counts
 
 
 def profile(model: Model, counts: np.ndarray, windows: int, warmup: int, T: int, B: int,
@@ -77,7 +60,8 @@ def main():
     args = parser.parse_args()
     set_threads(args.threads)
     T, B = 35, 32
-    model, counts = zipf_model(args.cell, args.output, args.frozen, args.vocab, 128, 256)
+    model, counts = zipf_lm_model(args.cell, args.output, np.random.default_rng(0),
+                                  not args.frozen, args.vocab)
     times = profile(model, counts, args.windows, warmup=5, T=T, B=B)
     total = sum(times.values())
     print(f"{args.cell} + {args.output}{' (frozen embeddings)' if args.frozen else ''}, "
