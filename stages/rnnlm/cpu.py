@@ -1,9 +1,9 @@
 """@njit kernels for the RNN language model on the CPU (legend in the package docstring).
 
-Same names, arguments and conventions as reference.py. Matrix products go through
-`np.dot` (BLAS sgemm/dgemm; its threads do the parallel work): the input projection of a
-whole window is one product, then only the [B, H] x [H, G H] recurrent product is
-sequential in time. The backward passes store the gate gradients of the window and form the
+Same names, arguments and conventions as reference.py. Matrix products go through blas.py
+(MKL or OpenBLAS in float32, np.dot in float64; the library's threads do the parallel work):
+the input projection of a whole window is one product, then only the [B, H] x [H, G H]
+recurrent product is sequential in time, from weights packed once per window. The backward passes store the gate gradients of the window and form the
 weight gradients with one product each after the time loop. Elementwise loops are plain
 Python loops that Numba compiles; the kernels work in float32 (training) and float64
 (gradient checks) alike.
@@ -15,6 +15,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from stages.rnnlm.blas import matmul, pack_weights, packed_product
 from stages.rnnlm.activations import KERNEL, exp_, sigmoid, tanh_
 from stages.word2vec.cpu import logistic_step
 from stages.word2vec.rng import uniform
@@ -36,7 +37,7 @@ def input_projection(gates, x, w_x, b_x):
     """gates [T, B, G] = x [T, B, D] w_x^T + b_x: one product for the whole window."""
     T, B, D = x.shape
     flat = gates.reshape(T * B, gates.shape[2])
-    np.dot(x.reshape(T * B, D), w_x.T, flat)
+    matmul(flat, x.reshape(T * B, D), w_x, False, True)
     flat += b_x
 
 
@@ -46,8 +47,8 @@ def weight_gradients(d_w_x, d_w_h, d_b_x, d_b_h, d_zx, d_zh, x, h_prev):
     d_zx [T, B, G] (through W_x), d_zh [T, B, G] (through W_h), h_prev [T, B, H]."""
     T, B, G = d_zx.shape
     zx, zh = d_zx.reshape(T * B, G), d_zh.reshape(T * B, G)
-    np.dot(zx.T, x.reshape(T * B, x.shape[2]), d_w_x)
-    np.dot(zh.T, h_prev.reshape(T * B, h_prev.shape[2]), d_w_h)
+    matmul(d_w_x, zx, x.reshape(T * B, x.shape[2]), True, False)
+    matmul(d_w_h, zh, h_prev.reshape(T * B, h_prev.shape[2]), True, False)
     column_sums(d_b_x, zx)
     if d_zh.ctypes.data == d_zx.ctypes.data:    # one array (all but the GRU): same sums
         d_b_h[:] = d_b_x
@@ -72,7 +73,7 @@ def input_gradient(d_x, d_zx, w_x):
     T, B, G = d_zx.shape
     if d_x.shape[0] == 0:
         return
-    np.dot(d_zx.reshape(T * B, G), w_x, d_x.reshape(T * B, d_x.shape[2]))
+    matmul(d_x.reshape(T * B, d_x.shape[2]), d_zx.reshape(T * B, G), w_x, False, False)
 
 
 # ----------------------------------------------------------------------------- Elman cells
@@ -82,8 +83,9 @@ def _elman_forward(h_all, gates, x, w_x, w_h, b_x, b_h, relu):
     T, B, H = gates.shape
     input_projection(gates, x, w_x, b_x)
     recurrent = np.empty((B, H), dtype=gates.dtype)
+    packed = pack_weights(w_h, B, True)
     for t in range(T):
-        np.dot(h_all[t], w_h.T, recurrent)
+        packed_product(recurrent, h_all[t], packed, w_h, True)
         for b in range(B):
             for j in range(H):
                 a = gates[t, b, j] + recurrent[b, j] + b_h[j]
@@ -97,6 +99,7 @@ def _elman_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_h_norms, d_h, h
     T, B, H = gates.shape
     d_a = np.empty_like(gates)
     carry = np.zeros((B, H), dtype=gates.dtype)
+    packed = pack_weights(w_h, B, False)
     for t in range(T - 1, -1, -1):
         for b in range(B):
             for j in range(H):
@@ -107,7 +110,7 @@ def _elman_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_h_norms, d_h, h
                 else:
                     d_a[t, b, j] = dh * (1.0 - h_all[t + 1, b, j] ** 2)
         d_h_norms[t] = stream_norms(carry)
-        np.dot(d_a[t], w_h, carry)
+        packed_product(carry, d_a[t], packed, w_h, False)
     d_h_init[:] = carry
     weight_gradients(d_w_x, d_w_h, d_b_x, d_b_h, d_a, d_a, x, h_all[:T])
     input_gradient(d_x, d_a, w_x)
@@ -152,8 +155,9 @@ def lstm_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h):
     T, B, H = gates.shape[0], gates.shape[1], h_all.shape[2]
     input_projection(gates, x, w_x, b_x)
     recurrent = np.empty((B, 4 * H), dtype=gates.dtype)
+    packed = pack_weights(w_h, B, True)
     for t in range(T):
-        np.dot(h_all[t], w_h.T, recurrent)
+        packed_product(recurrent, h_all[t], packed, w_h, True)
         for b in range(B):
             lstm_cell(gates[t, b], c_all[t + 1, b], h_all[t + 1, b], recurrent[b], b_h,
                       c_all[t, b])
@@ -190,12 +194,13 @@ def lstm_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms
     carry_h = np.zeros((B, H), dtype=gates.dtype)
     carry_c = np.zeros((B, H), dtype=gates.dtype)
     dc = np.empty(H, dtype=gates.dtype)
+    packed = pack_weights(w_h, B, False)
     for t in range(T - 1, -1, -1):
         for b in range(B):
             lstm_cell_backward(d_z[t, b], carry_h[b], carry_c[b], dc, gates[t, b],
                                c_all[t + 1, b], c_all[t, b], d_h[t, b])
         d_h_norms[t] = stream_norms(carry_h)
-        np.dot(d_z[t], w_h, carry_h)
+        packed_product(carry_h, d_z[t], packed, w_h, False)
     d_h_init[:] = carry_h
     d_c_init[:] = carry_c
     weight_gradients(d_w_x, d_w_h, d_b_x, d_b_h, d_z, d_z, x, h_all[:T])
@@ -234,8 +239,9 @@ def gru_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h):
     projected = np.empty((T, B, 3 * H), dtype=gates.dtype)
     input_projection(projected, x, w_x, b_x)
     recurrent = np.empty((B, 3 * H), dtype=gates.dtype)
+    packed = pack_weights(w_h, B, True)
     for t in range(T):
-        np.dot(h_all[t], w_h.T, recurrent)
+        packed_product(recurrent, h_all[t], packed, w_h, True)
         for b in range(B):
             gru_cell(gates[t, b], h_all[t + 1, b], projected[t, b], recurrent[b], b_h, h_all[t, b])
 
@@ -268,12 +274,13 @@ def gru_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms,
     d_zh = np.empty((T, B, 3 * H), dtype=gates.dtype)
     carry = np.zeros((B, H), dtype=gates.dtype)
     direct = np.empty((B, H), dtype=gates.dtype)
+    packed = pack_weights(w_h, B, False)
     for t in range(T - 1, -1, -1):
         for b in range(B):
             gru_cell_backward(d_zx[t, b], d_zh[t, b], carry[b], direct[b], gates[t, b],
                               h_all[t, b], d_h[t, b])
         d_h_norms[t] = stream_norms(carry)
-        np.dot(d_zh[t], w_h, carry)
+        packed_product(carry, d_zh[t], packed, w_h, False)
         carry += direct
     d_h_init[:] = carry
     d_c_init[:] = 0.0
@@ -380,7 +387,7 @@ def exp_in_place(block, top):
 def softmax_forward(exps, inverse_totals, h, w, b, targets):
     """exps [N, V], inverse_totals [N] out (see softmax_rows), h [N, H], w [V, H], b [V],
     targets int [N]; returns the summed loss."""
-    np.dot(h, w.T, exps)
+    matmul(exps, h, w, False, True)
     return softmax_rows(exps, inverse_totals, b, targets)
 
 
@@ -394,9 +401,9 @@ def softmax_backward(d_h, d_w, d_b, exps, inverse_totals, h, w, targets, scale):
     for n in range(N):
         exps[n, targets[n]] -= 1.0 / inverse_totals[n]
         rows[n, 0] = scale * inverse_totals[n]
-    np.dot(exps.T, h * rows, d_w)
-    np.dot(rows.T, exps, d_b.reshape(1, V))
-    np.dot(exps, w, d_h)
+    matmul(d_w, exps, h * rows, True, False)
+    matmul(d_b.reshape(1, V), rows, exps, True, False)
+    matmul(d_h, exps, w, False, False)
     d_h *= rows
 
 

@@ -24,7 +24,7 @@ from pipeline.store import load_npz
 from stages import corpus, vocab
 from stages.devices import choose_device
 from stages.errors import InputError, TrainingDiverged
-from stages.rnnlm import data
+from stages.rnnlm import blas, data
 from stages.rnnlm.model import (Architecture, Model, Optimiser, flat_size, initialise,
                                 parameter_shapes, to_host)
 from stages.rnnlm.tree import lm_tree
@@ -38,6 +38,7 @@ def set_threads(requested: int) -> int:
     """Numba's and BLAS's thread counts (0 = every core available to this process)."""
     threads = len(os.sched_getaffinity(0)) if requested == 0 else requested
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    blas.set_threads(threads)
     try:
         from threadpoolctl import threadpool_limits
         threadpool_limits(threads)
@@ -312,6 +313,7 @@ def write_outputs(out, cfg, lm, streams, model: Model, state: dict, test: float,
     seconds = state["seconds"]
     metrics = {
         "cell": cfg.cell, "output": cfg.output, "device": device, "threads": threads,
+        "blas": blas.BACKEND if device == "cpu" else None,
         "vocab_size": lm.size, "unk": lm.words[lm.unk], "eos": lm.words[lm.eos],
         "dim": model.arch.dim, "hidden": cfg.hidden, "epochs": cfg.epochs,
         "train_tokens": int(streams.train.size), "seconds": seconds,

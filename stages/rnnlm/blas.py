@@ -1,0 +1,212 @@
+"""The recurrent product of every cell step, h[B, H] x W_h^T (and d_z[B, G] x W_h back), with
+the weights packed once per window.
+
+Each step's product is small (B = 32 rows) and sequential, so a general sgemm spends much of
+its time re-packing W_h (1 MB for an LSTM of 256 units) on every one of the window's 2T
+calls. Intel MKL's packed-GEMM API packs it once and reuses it: per step 47 and 54 us
+against OpenBLAS's 122 and 128 (forward and backward, two threads; bench/RESULTS.md).
+
+`RNNLM_BLAS` picks the library when this module is imported: "mkl" (the `mkl` package, a
+clear error if it is missing), "openblas" (the BLAS numpy and scipy bring: the "packed"
+matrix is a plain row-major copy and the product is np.dot) or "auto" (the default: MKL
+when installed). `BACKEND` says which one runs. Both bind the same three C symbols with
+MKL's signatures, so the kernels compile (and cache) once for either.
+float64 (the gradient checks) always takes np.dot.
+"""
+import ctypes
+import ctypes.util
+import glob
+import os
+import sys
+
+import llvmlite.binding as llvm
+import numpy as np
+from numba import carray, cfunc, njit, types
+from numba.extending import overload
+
+ROW_MAJOR, NO_TRANS, TRANS, PACKED, B_MATRIX = 101, 111, 112, 151, 162
+_f32p, _i32 = types.CPointer(types.float32), types.int32
+_SIZE_SIG = types.uint64(_i32, _i32, _i32, _i32)
+_PACK_SIG = types.void(_i32, _i32, _i32, _i32, _i32, _i32, types.float32, _f32p, _i32, _f32p)
+_COMPUTE_SIG = types.void(_i32, _i32, _i32, _i32, _i32, _i32, _f32p, _i32, _f32p, _i32,
+                          types.float32, _f32p, _i32)
+_GEMM_SIG = types.void(_i32, _i32, _i32, _i32, _i32, _i32, types.float32, _f32p, _i32, _f32p,
+                       _i32, types.float32, _f32p, _i32)
+SYMBOLS = {"rnnlm_sgemm": "cblas_sgemm", "rnnlm_sgemm_pack_get_size": "cblas_sgemm_pack_get_size",
+           "rnnlm_sgemm_pack": "cblas_sgemm_pack", "rnnlm_sgemm_compute": "cblas_sgemm_compute"}
+_gemm = types.ExternalFunction("rnnlm_sgemm", _GEMM_SIG)
+_pack_size = types.ExternalFunction("rnnlm_sgemm_pack_get_size", _SIZE_SIG)
+_pack = types.ExternalFunction("rnnlm_sgemm_pack", _PACK_SIG)
+_compute = types.ExternalFunction("rnnlm_sgemm_compute", _COMPUTE_SIG)
+
+
+# ------------------------------------------------ OpenBLAS stand-ins (MKL's signatures)
+# Called by the kernels with row-major, contiguous operands (lda, ldb, ldc their row
+# lengths) and beta = 0 only: the output is overwritten.
+@cfunc(_GEMM_SIG, cache=True)
+def _plain_gemm(layout, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    out = carray(c, (m, n))
+    if transa == TRANS and transb == TRANS:
+        np.dot(carray(a, (k, m)).T, carray(b, (n, k)).T, out)
+    elif transa == TRANS:
+        np.dot(carray(a, (k, m)).T, carray(b, (k, n)), out)
+    elif transb == TRANS:
+        np.dot(carray(a, (m, k)), carray(b, (n, k)).T, out)
+    else:
+        np.dot(carray(a, (m, k)), carray(b, (k, n)), out)
+    if alpha != 1.0:
+        out *= alpha
+
+
+# The stand-in "packed" matrix is the matrix itself as the kernels hold it (row-major) and
+# one float saying whether the product reads it transposed: np.dot then takes the transposed
+# view, which OpenBLAS multiplies faster than a transposed copy.
+@cfunc(_SIZE_SIG, cache=True)
+def _plain_size(identifier, m, n, k):
+    return np.uint64(4 * (k * n + 1))
+
+
+@cfunc(_PACK_SIG, cache=True)
+def _plain_pack(layout, identifier, trans, m, n, k, alpha, src, ld, dest):
+    flat = carray(dest, k * n + 1)
+    flat[:k * n] = carray(src, k * n)
+    flat[:k * n] *= alpha
+    flat[k * n] = 1.0 if trans == TRANS else 0.0
+
+
+@cfunc(_COMPUTE_SIG, cache=True)
+def _plain_compute(layout, transa, transb, m, n, k, a, lda, b, ldb, beta, c, ldc):
+    out = carray(c, (m, n))
+    if carray(b, k * n + 1)[k * n] == 1.0:
+        np.dot(carray(a, (m, k)), carray(b, (n, k)).T, out)
+    else:
+        np.dot(carray(a, (m, k)), carray(b, (k, n)), out)
+
+
+def _find_mkl():
+    """Path of MKL's single dynamic library (pip's and conda's `mkl`), or None."""
+    for pattern in ("libmkl_rt.so*", "libmkl_rt.*.dylib", "mkl_rt*.dll"):
+        found = sorted(glob.glob(os.path.join(sys.prefix, "lib", pattern)))
+        if found:
+            return found[0]
+    return ctypes.util.find_library("mkl_rt")
+
+
+def _bind(choice: str) -> str:
+    path = _find_mkl() if choice in ("auto", "mkl") else None
+    if choice == "mkl" and path is None:
+        raise ImportError("RNNLM_BLAS=mkl but MKL is not installed: pip install mkl "
+                          "(or the project's 'mkl' extra), or set RNNLM_BLAS=auto")
+    if path is None:
+        functions = (_plain_gemm.address, _plain_size.address, _plain_pack.address,
+                     _plain_compute.address)
+        backend = "openblas"
+    else:
+        mkl = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+        mkl.MKL_Set_Threading_Layer(3)      # GNU OpenMP: the runtime Numba's threads use
+        functions = tuple(ctypes.cast(getattr(mkl, name), ctypes.c_void_p).value
+                          for name in SYMBOLS.values())
+        backend = "mkl"
+    for name, address in zip(SYMBOLS, functions):
+        llvm.add_symbol(name, address)
+    return backend
+
+
+CHOICES = ("auto", "mkl", "openblas")
+_choice = os.environ.get("RNNLM_BLAS", "auto")
+if _choice not in CHOICES:
+    raise ImportError(f"RNNLM_BLAS={_choice!r}: use one of {', '.join(CHOICES)}")
+BACKEND = _bind(_choice)
+_mkl_threads = ctypes.CDLL(_find_mkl()).MKL_Set_Num_Threads if BACKEND == "mkl" else None
+
+
+def set_threads(threads: int) -> None:
+    """MKL's thread count (OpenBLAS's is set through threadpoolctl by the caller)."""
+    if _mkl_threads is not None:
+        _mkl_threads(threads)
+
+
+# ------------------------------------------------------------------------- the kernels
+# matmul, pack_weights and packed_product are for @njit code (their bodies are the overloads
+# below); from Python, call them through an @njit function such as `product`.
+def matmul(out, a, b, transpose_a, transpose_b):
+    """out [m, n] = op(a) op(b), op(x) = x^T where asked; a, b, out C-contiguous 2-D."""
+    raise TypeError("blas.matmul is for @njit code")
+
+
+@njit(cache=True)
+def check_contiguous(out, a, b):
+    """The C calls read each operand's rows back to back."""
+    if not (out.flags.c_contiguous and a.flags.c_contiguous and b.flags.c_contiguous):
+        raise ValueError("blas: operands must be C-contiguous")
+
+
+@overload(matmul)
+def _matmul(out, a, b, transpose_a, transpose_b):
+    if a.dtype != types.float32:
+        def product(out, a, b, transpose_a, transpose_b):
+            if transpose_a and transpose_b:
+                np.dot(a.T, b.T, out)
+            elif transpose_a:
+                np.dot(a.T, b, out)
+            elif transpose_b:
+                np.dot(a, b.T, out)
+            else:
+                np.dot(a, b, out)
+        return product
+
+    def product(out, a, b, transpose_a, transpose_b):
+        check_contiguous(out, a, b)
+        m, n = out.shape
+        k = a.shape[0] if transpose_a else a.shape[1]
+        _gemm(ROW_MAJOR, TRANS if transpose_a else NO_TRANS, TRANS if transpose_b else NO_TRANS,
+              m, n, k, np.float32(1.0), a.ctypes, a.shape[1], b.ctypes, b.shape[1],
+              np.float32(0.0), out.ctypes, n)
+    return product
+
+
+def pack_weights(w, rows, transpose):
+    """The right operand op(w) (w^T if transpose) of products with `rows`-row left operands,
+    packed for packed_product. w [G, H] C-contiguous."""
+    raise TypeError("blas.pack_weights is for @njit code")
+
+
+def packed_product(out, a, packed, w, transpose):
+    """out [rows, n] = a [rows, k] op(w), op(w) packed by pack_weights."""
+    raise TypeError("blas.packed_product is for @njit code")
+
+
+@overload(pack_weights)
+def _pack_weights(w, rows, transpose):
+    if w.dtype != types.float32:
+        return lambda w, rows, transpose: w          # float64: np.dot reads w itself
+
+    def pack(w, rows, transpose):
+        k, n = (w.shape[1], w.shape[0]) if transpose else (w.shape[0], w.shape[1])
+        size = _pack_size(B_MATRIX, rows, n, k)
+        packed = np.empty((size + 3) // 4, np.float32)
+        _pack(ROW_MAJOR, B_MATRIX, TRANS if transpose else NO_TRANS, rows, n, k,
+              np.float32(1.0), w.ctypes, w.shape[1], packed.ctypes)
+        return packed
+    return pack
+
+
+@overload(packed_product)
+def _packed_product(out, a, packed, w, transpose):
+    if a.dtype != types.float32:
+        def product(out, a, packed, w, transpose):
+            np.dot(a, w.T if transpose else w, out)
+        return product
+
+    def product(out, a, packed, w, transpose):
+        check_contiguous(out, a, w)
+        n = w.shape[0] if transpose else w.shape[1]
+        _compute(ROW_MAJOR, NO_TRANS, PACKED, a.shape[0], n, a.shape[1], a.ctypes, a.shape[1],
+                 packed.ctypes, n, np.float32(0.0), out.ctypes, out.shape[1])
+    return product
+
+
+@njit(cache=True)
+def product(out, a, w, transpose):
+    """out = a op(w) through the packed path: one call, for tests and one-off products."""
+    packed_product(out, a, pack_weights(w, a.shape[0], transpose), w, transpose)
