@@ -77,7 +77,7 @@ def input_gradient(d_x, d_zx, w_x):
 
 
 # ----------------------------------------------------------------------------- Elman cells
-@njit(**KERNEL)
+@njit(**KERNEL, parallel=True)
 def _elman_forward(h_all, gates, x, w_x, w_h, b_x, b_h, relu):
     """h_all [T+1, B, H] (h_all[0] in), gates [T, B, H] out: pre-activations."""
     T, B, H = gates.shape
@@ -86,14 +86,14 @@ def _elman_forward(h_all, gates, x, w_x, w_h, b_x, b_h, relu):
     packed = pack_weights(w_h, B, True)
     for t in range(T):
         packed_product(recurrent, h_all[t], packed, w_h, True)
-        for b in range(B):
+        for b in prange(B):
             for j in range(H):
                 a = gates[t, b, j] + recurrent[b, j] + b_h[j]
                 gates[t, b, j] = a
                 h_all[t + 1, b, j] = max(a, 0.0) if relu else tanh_(a)
 
 
-@njit(**KERNEL)
+@njit(**KERNEL, parallel=True)
 def _elman_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_h_norms, d_h, h_all, gates,
                     x, w_x, w_h, relu):
     T, B, H = gates.shape
@@ -101,7 +101,7 @@ def _elman_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_h_norms, d_h, h
     carry = np.zeros((B, H), dtype=gates.dtype)
     packed = pack_weights(w_h, B, False)
     for t in range(T - 1, -1, -1):
-        for b in range(B):
+        for b in prange(B):
             for j in range(H):
                 dh = d_h[t, b, j] + carry[b, j]
                 carry[b, j] = dh        # keep the total for the norm below
@@ -148,7 +148,7 @@ def relu_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms
 
 
 # ------------------------------------------------------------------------------------ LSTM
-@njit(**KERNEL)
+@njit(**KERNEL, parallel=True)
 def lstm_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h):
     """h_all, c_all [T+1, B, H] (index 0 in), gates [T, B, 4H] out: activated i f g o;
     w_x [4H, D], w_h [4H, H], b_x, b_h [4H]."""
@@ -158,7 +158,7 @@ def lstm_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h):
     packed = pack_weights(w_h, B, True)
     for t in range(T):
         packed_product(recurrent, h_all[t], packed, w_h, True)
-        for b in range(B):
+        for b in prange(B):
             lstm_cell(gates[t, b], c_all[t + 1, b], h_all[t + 1, b], recurrent[b], b_h,
                       c_all[t, b])
 
@@ -186,18 +186,18 @@ def lstm_cell(z, c, h, recurrent, b_h, c_prev):
         h[j] = zo[j] * tanh_(c[j])
 
 
-@njit(**KERNEL)
+@njit(**KERNEL, parallel=True)
 def lstm_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms, d_h,
                   h_all, c_all, gates, x, w_x, w_h):
     T, B, H = gates.shape[0], gates.shape[1], h_all.shape[2]
     d_z = np.empty_like(gates)
     carry_h = np.zeros((B, H), dtype=gates.dtype)
     carry_c = np.zeros((B, H), dtype=gates.dtype)
-    dc = np.empty(H, dtype=gates.dtype)
+    dc = np.empty((B, H), dtype=gates.dtype)
     packed = pack_weights(w_h, B, False)
     for t in range(T - 1, -1, -1):
-        for b in range(B):
-            lstm_cell_backward(d_z[t, b], carry_h[b], carry_c[b], dc, gates[t, b],
+        for b in prange(B):
+            lstm_cell_backward(d_z[t, b], carry_h[b], carry_c[b], dc[b], gates[t, b],
                                c_all[t + 1, b], c_all[t, b], d_h[t, b])
         d_h_norms[t] = stream_norms(carry_h)
         packed_product(carry_h, d_z[t], packed, w_h, False)
@@ -231,7 +231,7 @@ def lstm_cell_backward(dz, carry_h, carry_c, dc, z, c, c_prev, d_h):
 
 
 # ------------------------------------------------------------------------------------- GRU
-@njit(**KERNEL)
+@njit(**KERNEL, parallel=True)
 def gru_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h):
     """PyTorch's GRU (see reference.py). gates [T, B, 4H] out: r, z, n and W_hn h + b_hn;
     w_x [3H, D], w_h [3H, H], b_x, b_h [3H]. c_all is not used by this cell."""
@@ -242,7 +242,7 @@ def gru_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h):
     packed = pack_weights(w_h, B, True)
     for t in range(T):
         packed_product(recurrent, h_all[t], packed, w_h, True)
-        for b in range(B):
+        for b in prange(B):
             gru_cell(gates[t, b], h_all[t + 1, b], projected[t, b], recurrent[b], b_h, h_all[t, b])
 
 
@@ -266,7 +266,7 @@ def gru_cell(out, h, zx, zh, b_h, h_prev):
         h[j] = (1.0 - z[j]) * n[j] + z[j] * h_prev[j]
 
 
-@njit(**KERNEL)
+@njit(**KERNEL, parallel=True)
 def gru_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms, d_h,
                  h_all, c_all, gates, x, w_x, w_h):
     T, B, H = gates.shape[0], gates.shape[1], h_all.shape[2]
@@ -276,7 +276,7 @@ def gru_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms,
     direct = np.empty((B, H), dtype=gates.dtype)
     packed = pack_weights(w_h, B, False)
     for t in range(T - 1, -1, -1):
-        for b in range(B):
+        for b in prange(B):
             gru_cell_backward(d_zx[t, b], d_zh[t, b], carry[b], direct[b], gates[t, b],
                               h_all[t, b], d_h[t, b])
         d_h_norms[t] = stream_norms(carry)
@@ -529,10 +529,11 @@ def sgd_step(params, grads, lr):
     sgd_segments(params, grads, whole(params), lr)
 
 
-@njit(**KERNEL)
+@njit(**KERNEL, parallel=True)
 def sgd_segments(params, grads, segments, lr):
-    """params -= lr * grads where the gradient may be non-zero (see clip_segments)."""
-    for s in range(segments.shape[0]):
+    """params -= lr * grads where the gradient may be non-zero (see clip_segments). The
+    threads take equal shares of the segments: keep them of similar lengths."""
+    for s in prange(segments.shape[0]):
         for k in range(segments[s, 0], segments[s, 1]):
             params[k] -= lr * grads[k]
 

@@ -24,6 +24,9 @@ CELL_KERNELS = {"tanh": (cpu.tanh_forward, cpu.tanh_backward),
                 "gru": (cpu.gru_forward, cpu.gru_backward)}
 # LSTM forget gates start open (bias 1), so early gradients are not cut by f ~ 1/2 per step
 LSTM_FORGET_BIAS = 1.0
+# dense parameters enter the gradient's segment list in pieces of this many floats, about
+# the size of a sparse matrix's row, so that threads sharing the segments get equal work
+DENSE_PIECE = 256
 
 
 @dataclass(frozen=True)
@@ -143,8 +146,9 @@ class Model:
         self._marks = {name: np.zeros(self.g[name].shape[0], np.bool_) for name in self.touched}
         self._starts = starts = flat_starts(self.shapes)
         self._dense_segments = np.array(
-            [[starts[name], starts[name] + math.prod(shape)]
-             for name, shape in self.shapes.items() if name not in self.touched],
+            [[start, min(start + DENSE_PIECE, starts[name] + math.prod(shape))]
+             for name, shape in self.shapes.items() if name not in self.touched
+             for start in range(starts[name], starts[name] + math.prod(shape), DENSE_PIECE)],
             np.int64).reshape(-1, 2)
         self._segments = None
 
