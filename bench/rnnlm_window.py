@@ -4,6 +4,7 @@ clipping and the SGD step, in ms per window, for the benchmark's shapes (B 32, T
 embeddings 128, hidden 256, 10,002 words) on ids drawn from a Zipf law. No data needed.
 
     python bench/rnnlm_window.py --cell lstm --output hs [--frozen] [--threads 2]
+    RNNLM_BLAS=openblas python bench/rnnlm_window.py ...     # without MKL's packed products
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import zipf_lm_model  # noqa: E402
+from stages.rnnlm import blas  # noqa: E402
 from stages.rnnlm.model import Model, Optimiser  # noqa: E402
 from stages.rnnlm.train import set_threads  # noqa: E402
 
@@ -65,7 +67,7 @@ def main():
     times = profile(model, counts, args.windows, warmup=5, T=T, B=B)
     total = sum(times.values())
     print(f"{args.cell} + {args.output}{' (frozen embeddings)' if args.frozen else ''}, "
-          f"{args.threads} threads, B {B}, T {T}, V {args.vocab}: ms per window")
+          f"{args.threads} threads, {blas.BACKEND}, B {B}, T {T}, V {args.vocab}: ms per window")
     for phase, ms in times.items():
         print(f"  {phase:9s} {ms:7.2f}")
     print(f"  {'total':9s} {total:7.2f}  ({T * B / total * 1000:,.0f} tokens/s)")

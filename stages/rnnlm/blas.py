@@ -165,9 +165,11 @@ def _matmul(out, a, b, transpose_a, transpose_b):
     return product
 
 
-def pack_weights(w, rows, transpose):
-    """The right operand op(w) (w^T if transpose) of products with `rows`-row left operands,
-    packed for packed_product. w [G, H] C-contiguous."""
+def pack_weights(w, rows, transpose, uses):
+    """The right operand op(w) (w^T if transpose) of `uses` products with `rows`-row left
+    operands, packed for packed_product. w [G, H] C-contiguous. Packing costs about one
+    product, so for a single use (a generated word, T = 1) nothing is packed (an empty
+    array) and packed_product multiplies by w directly."""
     raise TypeError("blas.pack_weights is for @njit code")
 
 
@@ -177,11 +179,13 @@ def packed_product(out, a, packed, w, transpose):
 
 
 @overload(pack_weights)
-def _pack_weights(w, rows, transpose):
+def _pack_weights(w, rows, transpose, uses):
     if w.dtype != types.float32:
-        return lambda w, rows, transpose: w          # float64: np.dot reads w itself
+        return lambda w, rows, transpose, uses: w    # float64: np.dot reads w itself
 
-    def pack(w, rows, transpose):
+    def pack(w, rows, transpose, uses):
+        if uses < 2:
+            return np.empty(0, np.float32)
         k, n = (w.shape[1], w.shape[0]) if transpose else (w.shape[0], w.shape[1])
         size = _pack_size(B_MATRIX, rows, n, k)
         packed = np.empty((size + 3) // 4, np.float32)
@@ -199,14 +203,12 @@ def _packed_product(out, a, packed, w, transpose):
         return product
 
     def product(out, a, packed, w, transpose):
+        if packed.size == 0:
+            matmul(out, a, w, False, transpose)
+            return
         check_contiguous(out, a, w)
         n = w.shape[0] if transpose else w.shape[1]
         _compute(ROW_MAJOR, NO_TRANS, PACKED, a.shape[0], n, a.shape[1], a.ctypes, a.shape[1],
                  packed.ctypes, n, np.float32(0.0), out.ctypes, out.shape[1])
     return product
 
-
-@njit(cache=True)
-def product(out, a, w, transpose):
-    """out = a op(w) through the packed path: one call, for tests and one-off products."""
-    packed_product(out, a, pack_weights(w, a.shape[0], transpose), w, transpose)

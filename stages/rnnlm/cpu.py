@@ -83,7 +83,7 @@ def _elman_forward(h_all, gates, x, w_x, w_h, b_x, b_h, relu):
     T, B, H = gates.shape
     input_projection(gates, x, w_x, b_x)
     recurrent = np.empty((B, H), dtype=gates.dtype)
-    packed = pack_weights(w_h, B, True)
+    packed = pack_weights(w_h, B, True, T)
     for t in range(T):
         packed_product(recurrent, h_all[t], packed, w_h, True)
         for b in prange(B):
@@ -99,7 +99,7 @@ def _elman_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_h_norms, d_h, h
     T, B, H = gates.shape
     d_a = np.empty_like(gates)
     carry = np.zeros((B, H), dtype=gates.dtype)
-    packed = pack_weights(w_h, B, False)
+    packed = pack_weights(w_h, B, False, T)
     for t in range(T - 1, -1, -1):
         for b in prange(B):
             for j in range(H):
@@ -155,7 +155,7 @@ def lstm_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h):
     T, B, H = gates.shape[0], gates.shape[1], h_all.shape[2]
     input_projection(gates, x, w_x, b_x)
     recurrent = np.empty((B, 4 * H), dtype=gates.dtype)
-    packed = pack_weights(w_h, B, True)
+    packed = pack_weights(w_h, B, True, T)
     for t in range(T):
         packed_product(recurrent, h_all[t], packed, w_h, True)
         for b in prange(B):
@@ -194,7 +194,7 @@ def lstm_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms
     carry_h = np.zeros((B, H), dtype=gates.dtype)
     carry_c = np.zeros((B, H), dtype=gates.dtype)
     dc = np.empty((B, H), dtype=gates.dtype)
-    packed = pack_weights(w_h, B, False)
+    packed = pack_weights(w_h, B, False, T)
     for t in range(T - 1, -1, -1):
         for b in prange(B):
             lstm_cell_backward(d_z[t, b], carry_h[b], carry_c[b], dc[b], gates[t, b],
@@ -239,7 +239,7 @@ def gru_forward(h_all, c_all, gates, x, w_x, w_h, b_x, b_h):
     projected = np.empty((T, B, 3 * H), dtype=gates.dtype)
     input_projection(projected, x, w_x, b_x)
     recurrent = np.empty((B, 3 * H), dtype=gates.dtype)
-    packed = pack_weights(w_h, B, True)
+    packed = pack_weights(w_h, B, True, T)
     for t in range(T):
         packed_product(recurrent, h_all[t], packed, w_h, True)
         for b in prange(B):
@@ -274,7 +274,7 @@ def gru_backward(d_x, d_w_x, d_w_h, d_b_x, d_b_h, d_h_init, d_c_init, d_h_norms,
     d_zh = np.empty((T, B, 3 * H), dtype=gates.dtype)
     carry = np.zeros((B, H), dtype=gates.dtype)
     direct = np.empty((B, H), dtype=gates.dtype)
-    packed = pack_weights(w_h, B, False)
+    packed = pack_weights(w_h, B, False, T)
     for t in range(T - 1, -1, -1):
         for b in prange(B):
             gru_cell_backward(d_zx[t, b], d_zh[t, b], carry[b], direct[b], gates[t, b],

@@ -24,7 +24,7 @@ def matmul(out, a, b, transpose_a, transpose_b):
 @njit
 def steps(outs, lefts, w, transpose):
     """outs[s] = lefts[s] op(w) from one packing of w."""
-    packed = blas.pack_weights(w, lefts.shape[1], transpose)
+    packed = blas.pack_weights(w, lefts.shape[1], transpose, lefts.shape[0])
     for s in range(lefts.shape[0]):
         blas.packed_product(outs[s], lefts[s], packed, w, transpose)
 
@@ -65,18 +65,19 @@ def test_matmul_float64_is_np_dot(transpose_a, transpose_b):
 
 
 @pytest.mark.parametrize("transpose", [True, False])
-@pytest.mark.parametrize("rows", [1, 3, 32])
+@pytest.mark.parametrize("rows, uses", [(1, 3), (3, 3), (32, 3), (32, 1)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_packed_product_reuses_one_packing(rows, transpose, dtype):
-    """One packing of w serves several left operands, as in a window's time steps."""
+def test_packed_product_reuses_one_packing(rows, uses, transpose, dtype):
+    """One packing of w serves several left operands, as in a window's time steps (one
+    use: no packing, the products read w)."""
     rng = np.random.default_rng(rows)
     w = rng.normal(size=(40, 24)).astype(dtype)           # [G, H]
     k, n = (24, 40) if transpose else (40, 24)
-    lefts = rng.normal(size=(3, rows, k)).astype(dtype)
-    outs = np.full((3, rows, n), np.nan, dtype)
+    lefts = rng.normal(size=(uses, rows, k)).astype(dtype)
+    outs = np.full((uses, rows, n), np.nan, dtype)
     steps(outs, lefts, w, transpose)
     tolerance = 1e-5 if dtype == np.float32 else 1e-12
-    for s in range(3):
+    for s in range(uses):
         np.testing.assert_allclose(outs[s], expected(lefts[s], w, False, transpose), rtol=0,
                                    atol=tolerance * np.sqrt(k) * 4, err_msg=f"step {s}")
 
