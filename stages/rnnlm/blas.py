@@ -1,17 +1,18 @@
-"""The recurrent product of every cell step, h[B, H] x W_h^T (and d_z[B, G] x W_h back), with
-the weights packed once per window.
+"""The RNN LM kernels' matrix products: the window-sized ones (input projection, weight and
+input gradients, softmax) and the recurrent product of every cell step, h[B, H] W_h^T
+forward and d_z[B, G] W_h backward, from weights packed once per window.
 
 Each step's product is small (B = 32 rows) and sequential, so a general sgemm spends much of
-its time re-packing W_h (1 MB for an LSTM of 256 units) on every one of the window's 2T
-calls. Intel MKL's packed-GEMM API packs it once and reuses it: per step 47 and 54 us
-against OpenBLAS's 122 and 128 (forward and backward, two threads; bench/RESULTS.md).
+its time re-packing W_h (1 MB for an LSTM of 256 units) on each of the window's 2T calls.
+Intel MKL's packed-GEMM API packs it once and reuses it: per step 47 and 54 us against
+OpenBLAS's 122 and 128 (forward and backward, two threads; bench/RESULTS.md).
 
 `RNNLM_BLAS` picks the library when this module is imported: "mkl" (the `mkl` package, a
-clear error if it is missing), "openblas" (the BLAS numpy and scipy bring: the "packed"
-matrix is a plain row-major copy and the product is np.dot) or "auto" (the default: MKL
-when installed). `BACKEND` says which one runs. Both bind the same three C symbols with
-MKL's signatures, so the kernels compile (and cache) once for either.
-float64 (the gradient checks) always takes np.dot.
+clear error if it is missing), "openblas" (the BLAS numpy and scipy bring; the "packed"
+matrix is the matrix itself and the product np.dot) or "auto" (the default: MKL when
+installed). `BACKEND` says which one runs. Both bind the same four C symbols, with MKL's
+signatures, so the kernels compile (and cache) once for either. float64 (the gradient
+checks) always takes np.dot.
 """
 import ctypes
 import ctypes.util
@@ -92,6 +93,21 @@ def _find_mkl():
     return ctypes.util.find_library("mkl_rt")
 
 
+# MKL's threading layers. GNU OpenMP is the runtime Numba's own threads use: one pool for
+# both, where two runtimes' spinning threads fought over the cores (a window's forward pass
+# took 18-36 ms instead of 8.6 while MKL's and OpenBLAS's threads both ran). MKL loads its
+# GNU layer on the first product and aborts the process if libgomp is missing: check first.
+MKL_INTEL_OPENMP, MKL_GNU_OPENMP = 0, 3
+
+
+def _has_gnu_openmp() -> bool:
+    try:
+        ctypes.CDLL(ctypes.util.find_library("gomp") or "libgomp.so.1")
+        return True
+    except OSError:
+        return False
+
+
 def _bind(choice: str) -> str:
     path = _find_mkl() if choice in ("auto", "mkl") else None
     if choice == "mkl" and path is None:
@@ -103,7 +119,7 @@ def _bind(choice: str) -> str:
         backend = "openblas"
     else:
         mkl = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
-        mkl.MKL_Set_Threading_Layer(3)      # GNU OpenMP: the runtime Numba's threads use
+        mkl.MKL_Set_Threading_Layer(MKL_GNU_OPENMP if _has_gnu_openmp() else MKL_INTEL_OPENMP)
         functions = tuple(ctypes.cast(getattr(mkl, name), ctypes.c_void_p).value
                           for name in SYMBOLS.values())
         backend = "mkl"
