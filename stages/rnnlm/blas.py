@@ -215,7 +215,10 @@ def _pack_weights(w, rows, transpose, uses):
 def _packed_product(out, a, packed, w, transpose):
     if a.dtype != types.float32:
         def product(out, a, packed, w, transpose):
-            np.dot(a, w.T if transpose else w, out)
+            if transpose:       # two calls: one expression would type w.T and w as 'A'
+                np.dot(a, w.T, out)
+            else:
+                np.dot(a, w, out)
         return product
 
     def product(out, a, packed, w, transpose):
