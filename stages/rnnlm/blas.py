@@ -98,6 +98,7 @@ def _find_mkl():
 # took 18-36 ms instead of 8.6 while MKL's and OpenBLAS's threads both ran). MKL loads its
 # GNU layer on the first product and aborts the process if libgomp is missing: check first.
 MKL_INTEL_OPENMP, MKL_GNU_OPENMP = 0, 3
+MKL_LP64 = 0            # the symbols above take int32 sizes
 
 
 def _has_gnu_openmp() -> bool:
@@ -119,6 +120,7 @@ def _bind(choice: str) -> str:
         backend = "openblas"
     else:
         mkl = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+        mkl.MKL_Set_Interface_Layer(MKL_LP64)      # 32-bit ints, whatever the environment says
         mkl.MKL_Set_Threading_Layer(MKL_GNU_OPENMP if _has_gnu_openmp() else MKL_INTEL_OPENMP)
         functions = tuple(ctypes.cast(getattr(mkl, name), ctypes.c_void_p).value
                           for name in SYMBOLS.values())
