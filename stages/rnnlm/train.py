@@ -287,8 +287,9 @@ def run(cfg, inputs, out) -> dict:
     state = (restore_checkpoint(saved, model, optimiser) if saved is not None
              else fresh_state(cfg, model))
     trainer = Trainer(cfg, model, optimiser, streams, out, identity, device)
+    engine = device if device != "cpu" else f"cpu, {blas.BACKEND}"     # what auto chose
     bar = tqdm(total=cfg.epochs * streams.train.shape[0] * cfg.batch_size, unit="tok",
-               unit_scale=True, disable=out.quiet, desc=f"rnnlm {cfg.cell}/{cfg.output} ({device})",
+               unit_scale=True, disable=out.quiet, desc=f"rnnlm {cfg.cell}/{cfg.output} ({engine})",
                initial=(state["epoch"] * len(trainer.starts) + state["window"]) * cfg.bptt * cfg.batch_size)
     while state["epoch"] < cfg.epochs:
         trainer.train_epoch(state, bar)
