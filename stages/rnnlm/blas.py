@@ -41,22 +41,28 @@ _pack = types.ExternalFunction("rnnlm_sgemm_pack", _PACK_SIG)
 _compute = types.ExternalFunction("rnnlm_sgemm_compute", _COMPUTE_SIG)
 
 
+@njit(cache=True)
+def _dot(out, a, b, transpose_a, transpose_b):
+    """out = op(a) op(b) by np.dot: the float64 products and the OpenBLAS stand-ins. One
+    call per case: a conditional expression would type a.T and a alike as non-contiguous
+    (np.dot's slow path)."""
+    if transpose_a and transpose_b:
+        np.dot(a.T, b.T, out)
+    elif transpose_a:
+        np.dot(a.T, b, out)
+    elif transpose_b:
+        np.dot(a, b.T, out)
+    else:
+        np.dot(a, b, out)
+
+
 # ------------------------------------------------ OpenBLAS stand-ins (MKL's signatures)
 # Called by the kernels with row-major, contiguous operands (lda, ldb, ldc their row
-# lengths) and beta = 0 only: the output is overwritten.
+# lengths), alpha = 1 and beta = 0 only: the output is overwritten.
 @cfunc(_GEMM_SIG, cache=True)
 def _plain_gemm(layout, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
-    out = carray(c, (m, n))
-    if transa == TRANS and transb == TRANS:
-        np.dot(carray(a, (k, m)).T, carray(b, (n, k)).T, out)
-    elif transa == TRANS:
-        np.dot(carray(a, (k, m)).T, carray(b, (k, n)), out)
-    elif transb == TRANS:
-        np.dot(carray(a, (m, k)), carray(b, (n, k)).T, out)
-    else:
-        np.dot(carray(a, (m, k)), carray(b, (k, n)), out)
-    if alpha != 1.0:
-        out *= alpha
+    _dot(carray(c, (m, n)), carray(a, (k, m) if transa == TRANS else (m, k)),
+         carray(b, (n, k) if transb == TRANS else (k, n)), transa == TRANS, transb == TRANS)
 
 
 # The stand-in "packed" matrix is the matrix itself as the kernels hold it (row-major) and
@@ -71,17 +77,14 @@ def _plain_size(identifier, m, n, k):
 def _plain_pack(layout, identifier, trans, m, n, k, alpha, src, ld, dest):
     flat = carray(dest, k * n + 1)
     flat[:k * n] = carray(src, k * n)
-    flat[:k * n] *= alpha
     flat[k * n] = 1.0 if trans == TRANS else 0.0
 
 
 @cfunc(_COMPUTE_SIG, cache=True)
 def _plain_compute(layout, transa, transb, m, n, k, a, lda, b, ldb, beta, c, ldc):
-    out = carray(c, (m, n))
-    if carray(b, k * n + 1)[k * n] == 1.0:
-        np.dot(carray(a, (m, k)), carray(b, (n, k)).T, out)
-    else:
-        np.dot(carray(a, (m, k)), carray(b, (k, n)), out)
+    transposed = carray(b, k * n + 1)[k * n] == 1.0
+    _dot(carray(c, (m, n)), carray(a, (m, k)), carray(b, (n, k) if transposed else (k, n)),
+         False, transposed)
 
 
 def _find_mkl():
@@ -109,7 +112,8 @@ def _has_gnu_openmp() -> bool:
         return False
 
 
-def _bind(choice: str) -> str:
+def _bind(choice: str):
+    """Binds the four symbols; returns (backend name, MKL's library or None)."""
     path = _find_mkl() if choice in ("auto", "mkl") else None
     if choice == "mkl" and path is None:
         raise ImportError("RNNLM_BLAS=mkl but MKL is not installed: pip install mkl "
@@ -117,36 +121,42 @@ def _bind(choice: str) -> str:
     if path is None:
         functions = (_plain_gemm.address, _plain_size.address, _plain_pack.address,
                      _plain_compute.address)
-        backend = "openblas"
+        mkl = None
     else:
         mkl = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
         mkl.MKL_Set_Interface_Layer(MKL_LP64)      # 32-bit ints, whatever the environment says
         mkl.MKL_Set_Threading_Layer(MKL_GNU_OPENMP if _has_gnu_openmp() else MKL_INTEL_OPENMP)
         functions = tuple(ctypes.cast(getattr(mkl, name), ctypes.c_void_p).value
                           for name in SYMBOLS.values())
-        backend = "mkl"
     for name, address in zip(SYMBOLS, functions):
         llvm.add_symbol(name, address)
-    return backend
+    return ("openblas" if mkl is None else "mkl"), mkl
 
 
 CHOICES = ("auto", "mkl", "openblas")
 _choice = os.environ.get("RNNLM_BLAS", "auto")
 if _choice not in CHOICES:
     raise ImportError(f"RNNLM_BLAS={_choice!r}: use one of {', '.join(CHOICES)}")
-BACKEND = _bind(_choice)
-_mkl_threads = ctypes.CDLL(_find_mkl()).MKL_Set_Num_Threads if BACKEND == "mkl" else None
+BACKEND, _MKL = _bind(_choice)
 
 
 def set_threads(threads: int) -> None:
     """MKL's thread count (OpenBLAS's is set through threadpoolctl by the caller)."""
-    if _mkl_threads is not None:
-        _mkl_threads(threads)
+    if _MKL is not None:
+        _MKL.MKL_Set_Num_Threads(threads)
+
+
+def numba_threads(threads: int) -> int:
+    """How many threads the kernels' own parallel loops (cells, SGD) may use beside this
+    library's: all of them with MKL, whose threads are Numba's OpenMP pool; one with
+    OpenBLAS, whose pthreads and Numba's OpenMP threads each spin after their work and
+    take the cores from each other (an LSTM + HS window: 513 ms against 22 with one)."""
+    return threads if BACKEND == "mkl" else 1
 
 
 # ------------------------------------------------------------------------- the kernels
 # matmul, pack_weights and packed_product are for @njit code (their bodies are the overloads
-# below); from Python, call them through an @njit function such as `product`.
+# below); from Python, call them through an @njit function of your own.
 def matmul(out, a, b, transpose_a, transpose_b):
     """out [m, n] = op(a) op(b), op(x) = x^T where asked; a, b, out C-contiguous 2-D."""
     raise TypeError("blas.matmul is for @njit code")
@@ -162,16 +172,8 @@ def check_contiguous(out, a, b):
 @overload(matmul)
 def _matmul(out, a, b, transpose_a, transpose_b):
     if a.dtype != types.float32:
-        def product(out, a, b, transpose_a, transpose_b):
-            if transpose_a and transpose_b:
-                np.dot(a.T, b.T, out)
-            elif transpose_a:
-                np.dot(a.T, b, out)
-            elif transpose_b:
-                np.dot(a, b.T, out)
-            else:
-                np.dot(a, b, out)
-        return product
+        return lambda out, a, b, transpose_a, transpose_b: _dot(out, a, b, transpose_a,
+                                                                transpose_b)
 
     def product(out, a, b, transpose_a, transpose_b):
         check_contiguous(out, a, b)
@@ -216,12 +218,7 @@ def _pack_weights(w, rows, transpose, uses):
 @overload(packed_product)
 def _packed_product(out, a, packed, w, transpose):
     if a.dtype != types.float32:
-        def product(out, a, packed, w, transpose):
-            if transpose:       # two calls: one expression would type w.T and w as 'A'
-                np.dot(a, w.T, out)
-            else:
-                np.dot(a, w, out)
-        return product
+        return lambda out, a, packed, w, transpose: _dot(out, a, w, False, transpose)
 
     def product(out, a, packed, w, transpose):
         if packed.size == 0:

@@ -3,8 +3,9 @@
 Same names, arguments and conventions as reference.py. Matrix products go through blas.py
 (MKL or OpenBLAS in float32, np.dot in float64; the library's threads do the parallel work):
 the input projection of a whole window is one product, then only the [B, H] x [H, G H]
-recurrent product is sequential in time, from weights packed once per window. The backward passes store the gate gradients of the window and form the
-weight gradients with one product each after the time loop. Elementwise loops are plain
+recurrent product is sequential in time, from weights packed once per window. The backward
+passes store the gate gradients of the window and form the weight gradients with one
+product each after the time loop. Elementwise loops are plain
 Python loops that Numba compiles; the kernels work in float32 (training) and float64
 (gradient checks) alike.
 Activations (exp_, tanh_, sigmoid) come from activations.py: vectorisable in float32, the

@@ -37,7 +37,7 @@ CHECKPOINT = "checkpoint/state.npz"
 def set_threads(requested: int) -> int:
     """Numba's and BLAS's thread counts (0 = every core available to this process)."""
     threads = len(os.sched_getaffinity(0)) if requested == 0 else requested
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(min(blas.numba_threads(threads), numba.config.NUMBA_NUM_THREADS))
     blas.set_threads(threads)
     try:
         from threadpoolctl import threadpool_limits
