@@ -1,6 +1,7 @@
 """Helpers shared by the benchmarks: locating the shared data, timing, table printing."""
 from __future__ import annotations
 
+import atexit
 import resource
 import shutil
 import tempfile
@@ -64,7 +65,10 @@ def zipf_lm_model(cell: str, output: str, rng, train_embeddings: bool = True,
 
 
 def scratch_dir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="bench-"))
+    """A fresh directory for a benchmark's files, removed when the benchmark exits."""
+    path = Path(tempfile.mkdtemp(prefix="bench-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def timed(function, *args, **kwargs):

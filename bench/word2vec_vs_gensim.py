@@ -13,7 +13,11 @@ the worker reads only its 1/workers share, so its learning rate decays more slow
 the nominal schedule (with 2 workers it never falls below alpha * 0.1 and restarts higher
 each epoch): a larger effective rate. --ours-alpha lets ours use a larger rate too.
 Quality is measured by the same code for both: analogy accuracy on questions-words
-(restrict_vocab 30000, case-insensitive) and WordSim-353 Spearman.
+(restrict_vocab 30000, case-insensitive) and WordSim-353 Spearman. The two vocabularies order
+words of equal count differently (ours: first seen first; gensim: last seen first), so
+their 30,000 most frequent words differ among the rare ones at the cut and each answers a
+slightly different set of questions; "same-q" is the accuracy of each on the questions both
+answered.
 The scaling column reruns ours with one thread and with `threads` for one epoch each.
 "+MiB" is the peak resident memory of the training process minus its resident memory just
 before training (ours: after the memory-mapped corpus is opened and the kernels loaded;
@@ -84,13 +88,16 @@ def in_child(function, *args):
         return pool.apply(function, args)
 
 
-def quality(vectors_file: Path) -> tuple[float, float]:
+def quality(vectors_file: Path) -> tuple[dict, float, float]:
+    """(answered analogies, analogy accuracy, WordSim-353 Spearman)."""
     from stages import evaluate
     from stages.vectors import Vectors
     vectors = Vectors.load(vectors_file)
-    analogies = evaluate.evaluate_analogies(vectors, evaluate.read_analogies(QUESTIONS), 30000, True)
+    sections = evaluate.read_analogies(QUESTIONS)
+    answered = evaluate.answered_analogies(vectors, sections, 30000, True)
+    accuracy = evaluate.evaluate_analogies(vectors, sections, 30000, True)["analogy_accuracy"]
     wordsim = evaluate.evaluate_similarity(vectors, evaluate.read_word_pairs(WORDSIM), True)
-    return analogies["analogy_accuracy"], wordsim["spearman"]
+    return answered, accuracy, wordsim["spearman"]
 
 
 def main():
@@ -111,7 +118,9 @@ def main():
         ours = in_child(train_ours, inputs, scratch / f"ours-{name}", model, loss, args.epochs,
                         args.threads, args.ours_alpha)
         theirs = in_child(train_gensim, text, scratch / f"gensim-{name}", model, loss, args.epochs, args.threads)
-        (q_ours, w_ours), (q_theirs, w_theirs) = quality(ours[3]), quality(theirs[3])
+        (a_ours, q_ours, w_ours), (a_theirs, q_theirs, w_theirs) = quality(ours[3]), quality(theirs[3])
+        from stages.evaluate import shared_question_accuracy
+        s_ours, s_theirs, _ = shared_question_accuracy(a_ours, a_theirs)
         scaling = "-"
         if not args.no_scaling:
             one = in_child(train_ours, inputs, scratch / f"one-{name}", model, loss, 1, 1)
@@ -119,6 +128,7 @@ def main():
             scaling = f"{many[0] / one[0]:.2f}x"
         rows.append([name, f"{ours[0] / 1e6:.3f}", f"{theirs[0] / 1e6:.3f}", f"{ours[0] / theirs[0]:.2f}x",
                      f"{100 * q_ours:.1f}", f"{100 * q_theirs:.1f}", f"{100 * (q_ours - q_theirs):+.1f}",
+                     f"{100 * s_ours:.1f}", f"{100 * s_theirs:.1f}", f"{100 * (s_ours - s_theirs):+.1f}",
                      f"{w_ours:.3f}", f"{w_theirs:.3f}", f"{w_ours - w_theirs:+.3f}",
                      scaling, f"{ours[2]:.0f}", f"{theirs[2]:.0f}"])
         print_table(HEADER, rows[-1:])
@@ -129,6 +139,7 @@ def main():
 
 
 HEADER = ["config", "ours Mw/s", "gensim Mw/s", "speed", "ours analogy%", "gensim analogy%", "diff",
+          "ours same-q%", "gensim same-q%", "diff",
           "ours ws353", "gensim ws353", "diff", "scaling", "ours +MiB", "gensim +MiB"]
 
 

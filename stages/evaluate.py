@@ -91,19 +91,31 @@ def answer_analogies(unit: np.ndarray, questions: np.ndarray) -> tuple[np.ndarra
     return add, mul
 
 
-def evaluate_analogies(vectors: Vectors, sections: dict, restrict_vocab: int,
-                       case_insensitive: bool) -> dict:
+def answered_analogies(vectors: Vectors, sections: dict, restrict_vocab: int,
+                       case_insensitive: bool) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per section: (positions int [A] in the section of the questions whose four words are
+    all among the `restrict_vocab` most frequent, 3CosAdd correct bool [A], 3CosMul correct
+    bool [A])."""
     table = lookup_table(vectors.words, restrict_vocab, case_insensitive)
-    limit = min(restrict_vocab, len(vectors))
-    unit = vectors.unit[:limit]
-    per_section, totals = {}, np.zeros(4, dtype=np.int64)   # asked, answered, add, mul
+    unit = vectors.unit[:min(restrict_vocab, len(vectors))]
+    answered = {}
     for name, rows in sections.items():
         keys = [[_key(w, case_insensitive) for w in row] for row in rows]
-        known = [k for k in keys if all(w in table for w in k)]
-        ids = np.array([[table[w] for w in k] for k in known], dtype=np.int64).reshape(-1, 4)
+        positions = np.array([i for i, k in enumerate(keys) if all(w in table for w in k)],
+                             dtype=np.int64)
+        ids = np.array([[table[w] for w in keys[i]] for i in positions],
+                       dtype=np.int64).reshape(-1, 4)
         add, mul = answer_analogies(unit, ids[:, :3])
-        expected = ids[:, 3]
-        counts = np.array([len(rows), len(known), (add == expected).sum(), (mul == expected).sum()])
+        answered[name] = (positions, add == ids[:, 3], mul == ids[:, 3])
+    return answered
+
+
+def evaluate_analogies(vectors: Vectors, sections: dict, restrict_vocab: int,
+                       case_insensitive: bool) -> dict:
+    answered = answered_analogies(vectors, sections, restrict_vocab, case_insensitive)
+    per_section, totals = {}, np.zeros(4, dtype=np.int64)   # asked, answered, add, mul
+    for name, (positions, add_correct, mul_correct) in answered.items():
+        counts = np.array([len(sections[name]), positions.size, add_correct.sum(), mul_correct.sum()])
         totals += counts
         per_section[name] = {"questions": int(counts[0]), "answered": int(counts[1]),
                              "accuracy": _ratio(counts[2], counts[1]),
@@ -112,6 +124,21 @@ def evaluate_analogies(vectors: Vectors, sections: dict, restrict_vocab: int,
             "analogy_accuracy_3cosmul": _ratio(totals[3], totals[1]),
             "analogy_coverage": _ratio(totals[1], totals[0]),
             "analogy_questions": int(totals[0]), "analogy_sections": per_section}
+
+
+def shared_question_accuracy(first: dict, second: dict) -> tuple[float | None, float | None, int]:
+    """3CosAdd accuracy of two models (answered_analogies of each) over only the questions
+    both answered, and how many those are. Each model's own accuracy covers the questions
+    its `restrict_vocab` most frequent words allow, and two vocabularies that order words
+    of equal count differently keep different words at that boundary: a comparison on the
+    same questions separates the vectors' quality from that choice."""
+    def correct_by_question(answered):
+        return {(name, int(p)): bool(ok) for name, (positions, add_correct, _) in answered.items()
+                for p, ok in zip(positions, add_correct)}
+    a, b = correct_by_question(first), correct_by_question(second)
+    shared = a.keys() & b.keys()
+    return (_ratio(sum(a[q] for q in shared), len(shared)),
+            _ratio(sum(b[q] for q in shared), len(shared)), len(shared))
 
 
 def _ratio(a, b) -> float | None:

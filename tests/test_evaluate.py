@@ -41,6 +41,27 @@ def test_restrict_vocab_limits_answers_and_questions():
     assert result["analogy_coverage"] == 0.0                             # Rome is word 4
 
 
+def test_answered_positions_match_the_totals():
+    sections = {"s": [["France", "Paris", "Italy", "Rome"], ["France", "Paris", "Berlin", "Germany"],
+                      ["Italy", "Rome", "Spain", "Madrid"]]}
+    positions, add_correct, mul_correct = evaluate.answered_analogies(analogy_space(), sections, 100, True)["s"]
+    assert positions.tolist() == [0, 2] and add_correct.tolist() == [True, True]
+    totals = evaluate.evaluate_analogies(analogy_space(), sections, 100, True)
+    assert totals["analogy_accuracy_3cosmul"] == mul_correct.mean()
+    restricted = evaluate.answered_analogies(analogy_space(), sections, 4, True)["s"]
+    assert restricted[0].tolist() == [0]                                 # Spain is word 5
+
+
+def test_shared_question_accuracy_compares_the_same_questions():
+    def answered(positions, correct):
+        return {"s": (np.array(positions), np.array(correct), np.array(correct))}
+    # the first model also answers question 3, wrongly; the second never sees it
+    first = answered([0, 1, 3], [True, False, False])
+    second = answered([0, 1, 2], [True, True, False])
+    assert evaluate.shared_question_accuracy(first, second) == (0.5, 1.0, 2)
+    assert evaluate.shared_question_accuracy(first, answered([], [])) == (None, None, 0)
+
+
 def test_answers_never_repeat_the_question_words():
     unit = np.eye(4, dtype=np.float32)
     add, mul = evaluate.answer_analogies(unit, np.array([[0, 1, 2]]))
