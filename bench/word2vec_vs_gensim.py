@@ -95,7 +95,7 @@ def quality(vectors_file: Path) -> tuple[dict, float, float]:
     vectors = Vectors.load(vectors_file)
     sections = evaluate.read_analogies(QUESTIONS)
     answered = evaluate.answered_analogies(vectors, sections, 30000, True)
-    accuracy = evaluate.evaluate_analogies(vectors, sections, 30000, True)["analogy_accuracy"]
+    accuracy = evaluate.summarize_analogies(sections, answered)["analogy_accuracy"]
     wordsim = evaluate.evaluate_similarity(vectors, evaluate.read_word_pairs(WORDSIM), True)
     return answered, accuracy, wordsim["spearman"]
 
@@ -109,6 +109,7 @@ def main():
     parser.add_argument("--ours-alpha", type=float, default=0.0,
                         help="our starting learning rate (default 0: word2vec.c's per model)")
     args = parser.parse_args()
+    from stages.evaluate import shared_question_accuracy
     scratch = scratch_dir()
     text = concatenated_en_mix(scratch)
     inputs = word2vec_inputs(scratch, [text])
@@ -119,7 +120,6 @@ def main():
                         args.threads, args.ours_alpha)
         theirs = in_child(train_gensim, text, scratch / f"gensim-{name}", model, loss, args.epochs, args.threads)
         (a_ours, q_ours, w_ours), (a_theirs, q_theirs, w_theirs) = quality(ours[3]), quality(theirs[3])
-        from stages.evaluate import shared_question_accuracy
         s_ours, s_theirs, _ = shared_question_accuracy(a_ours, a_theirs)
         scaling = "-"
         if not args.no_scaling:

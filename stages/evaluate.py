@@ -113,6 +113,11 @@ def answered_analogies(vectors: Vectors, sections: dict, restrict_vocab: int,
 def evaluate_analogies(vectors: Vectors, sections: dict, restrict_vocab: int,
                        case_insensitive: bool) -> dict:
     answered = answered_analogies(vectors, sections, restrict_vocab, case_insensitive)
+    return summarize_analogies(sections, answered)
+
+
+def summarize_analogies(sections: dict, answered: dict) -> dict:
+    """Accuracy (3CosAdd, 3CosMul) and coverage, overall and per section, of answered_analogies."""
     per_section, totals = {}, np.zeros(4, dtype=np.int64)   # asked, answered, add, mul
     for name, (positions, add_correct, mul_correct) in answered.items():
         counts = np.array([len(sections[name]), positions.size, add_correct.sum(), mul_correct.sum()])
