@@ -1,7 +1,7 @@
 """word2vec: our CPU kernels against gensim, side by side on en-mix (5.4M words).
 
     python bench/word2vec_vs_gensim.py [--configs sg-hs,cbow-hs,sg-ns,cbow-ns] [--epochs 5]
-                                       [--threads 2] [--no-scaling]
+                                       [--threads 2] [--scaling-runs 3 | --no-scaling]
 
 Same settings for both: dim 100, window 5, min_count 5, sample 1e-3, negative 5 (NS),
 the whole corpus (no held-out lines). gensim runs in corpus_file mode with `workers`
@@ -18,7 +18,9 @@ words of equal count differently (ours: first seen first; gensim: last seen firs
 their 30,000 most frequent words differ among the rare ones at the cut and each answers a
 slightly different set of questions; "same-q" is the accuracy of each on the questions both
 answered.
-The scaling column reruns ours with one thread and with `threads` for one epoch each.
+The scaling column reruns ours with one thread and with `threads` for one epoch each,
+alternately, --scaling-runs times (0: none), and gives the median ratio and the range:
+one pair of runs moves by 5-10% on a shared machine.
 "+MiB" is the peak resident memory of the training process minus its resident memory just
 before training (ours: after the memory-mapped corpus is opened and the kernels loaded;
 gensim: before build_vocab, which holds its vocabulary); V x D float32 is 13 MiB here.
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import statistics
 import time
 from pathlib import Path
 
@@ -100,12 +103,28 @@ def quality(vectors_file: Path) -> tuple[dict, float, float]:
     return answered, accuracy, wordsim["spearman"]
 
 
+def scaling_ratio(inputs: dict, scratch: Path, name: str, threads: int, runs: int) -> str:
+    """Median (and range) over `runs` pairs of one-epoch runs of words/s with `threads`
+    over words/s with one thread."""
+    if runs < 1:
+        return "-"
+    model, loss = WORD2VEC_CONFIGS[name]
+    ratios = []
+    for _ in range(runs):
+        one = in_child(train_ours, inputs, scratch / f"one-{name}", model, loss, 1, 1)
+        many = in_child(train_ours, inputs, scratch / f"many-{name}", model, loss, 1, threads)
+        ratios.append(many[0] / one[0])
+    return f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", default=",".join(WORD2VEC_CONFIGS))
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--no-scaling", action="store_true")
+    parser.add_argument("--scaling-runs", type=int, default=3)
+    parser.add_argument("--no-scaling", dest="scaling_runs", action="store_const", const=0,
+                        help="the same as --scaling-runs 0")
     parser.add_argument("--ours-alpha", type=float, default=0.0,
                         help="our starting learning rate (default 0: word2vec.c's per model)")
     args = parser.parse_args()
@@ -121,11 +140,7 @@ def main():
         theirs = in_child(train_gensim, text, scratch / f"gensim-{name}", model, loss, args.epochs, args.threads)
         (a_ours, q_ours, w_ours), (a_theirs, q_theirs, w_theirs) = quality(ours[3]), quality(theirs[3])
         s_ours, s_theirs, _ = shared_question_accuracy(a_ours, a_theirs)
-        scaling = "-"
-        if not args.no_scaling:
-            one = in_child(train_ours, inputs, scratch / f"one-{name}", model, loss, 1, 1)
-            many = in_child(train_ours, inputs, scratch / f"many-{name}", model, loss, 1, args.threads)
-            scaling = f"{many[0] / one[0]:.2f}x"
+        scaling = scaling_ratio(inputs, scratch, name, args.threads, args.scaling_runs)
         rows.append([name, f"{ours[0] / 1e6:.3f}", f"{theirs[0] / 1e6:.3f}", f"{ours[0] / theirs[0]:.2f}x",
                      f"{100 * q_ours:.1f}", f"{100 * q_theirs:.1f}", f"{100 * (q_ours - q_theirs):+.1f}",
                      f"{100 * s_ours:.1f}", f"{100 * s_theirs:.1f}", f"{100 * (s_ours - s_theirs):+.1f}",
