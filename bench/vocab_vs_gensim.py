@@ -51,7 +51,6 @@ def main():
                 [["ours: corpus+vocab", ours_v, f"{best_ours:.2f}", " ".join(f"{t:.2f}" for t in ours_times)],
                  ["gensim build_vocab", gensim_v, f"{best_gensim:.2f}", " ".join(f"{t:.2f}" for t in gensim_times)]])
     print(f"speed ratio (gensim time / our time): {best_gensim / best_ours:.2f}x")
-    shutil.rmtree(scratch)
 
 
 if __name__ == "__main__":

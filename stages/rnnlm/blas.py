@@ -33,12 +33,13 @@ _COMPUTE_SIG = types.void(_i32, _i32, _i32, _i32, _i32, _i32, _f32p, _i32, _f32p
                           types.float32, _f32p, _i32)
 _GEMM_SIG = types.void(_i32, _i32, _i32, _i32, _i32, _i32, types.float32, _f32p, _i32, _f32p,
                        _i32, types.float32, _f32p, _i32)
-SYMBOLS = {"rnnlm_sgemm": "cblas_sgemm", "rnnlm_sgemm_pack_get_size": "cblas_sgemm_pack_get_size",
-           "rnnlm_sgemm_pack": "cblas_sgemm_pack", "rnnlm_sgemm_compute": "cblas_sgemm_compute"}
-_gemm = types.ExternalFunction("rnnlm_sgemm", _GEMM_SIG)
-_pack_size = types.ExternalFunction("rnnlm_sgemm_pack_get_size", _SIZE_SIG)
-_pack = types.ExternalFunction("rnnlm_sgemm_pack", _PACK_SIG)
-_compute = types.ExternalFunction("rnnlm_sgemm_compute", _COMPUTE_SIG)
+# (the symbol the kernels call, the MKL function _bind points it at, its signature)
+SYMBOLS = (("rnnlm_sgemm", "cblas_sgemm", _GEMM_SIG),
+           ("rnnlm_sgemm_pack_get_size", "cblas_sgemm_pack_get_size", _SIZE_SIG),
+           ("rnnlm_sgemm_pack", "cblas_sgemm_pack", _PACK_SIG),
+           ("rnnlm_sgemm_compute", "cblas_sgemm_compute", _COMPUTE_SIG))
+_gemm, _pack_size, _pack, _compute = (types.ExternalFunction(name, signature)
+                                      for name, _, signature in SYMBOLS)
 
 
 @njit(cache=True)
@@ -113,7 +114,8 @@ def _has_gnu_openmp() -> bool:
 
 
 def _bind(choice: str):
-    """Binds the four symbols; returns (backend name, MKL's library or None)."""
+    """Binds the four symbols; returns the backend's name. (ctypes never unloads a
+    library it loaded, so MKL stays loaded without a reference kept here.)"""
     path = _find_mkl() if choice in ("auto", "mkl") else None
     if choice == "mkl" and path is None:
         raise ImportError("RNNLM_BLAS=mkl but MKL is not installed: pip install mkl "
@@ -121,29 +123,22 @@ def _bind(choice: str):
     if path is None:
         functions = (_plain_gemm.address, _plain_size.address, _plain_pack.address,
                      _plain_compute.address)
-        mkl = None
     else:
         mkl = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
         mkl.MKL_Set_Interface_Layer(MKL_LP64)      # 32-bit ints, whatever the environment says
         mkl.MKL_Set_Threading_Layer(MKL_GNU_OPENMP if _has_gnu_openmp() else MKL_INTEL_OPENMP)
-        functions = tuple(ctypes.cast(getattr(mkl, name), ctypes.c_void_p).value
-                          for name in SYMBOLS.values())
-    for name, address in zip(SYMBOLS, functions):
+        functions = tuple(ctypes.cast(getattr(mkl, mkl_name), ctypes.c_void_p).value
+                          for _, mkl_name, _ in SYMBOLS)
+    for (name, _, _), address in zip(SYMBOLS, functions):
         llvm.add_symbol(name, address)
-    return ("openblas" if mkl is None else "mkl"), mkl
+    return "openblas" if path is None else "mkl"
 
 
 CHOICES = ("auto", "mkl", "openblas")
 _choice = os.environ.get("RNNLM_BLAS", "auto")
 if _choice not in CHOICES:
     raise ImportError(f"RNNLM_BLAS={_choice!r}: use one of {', '.join(CHOICES)}")
-BACKEND, _MKL = _bind(_choice)
-
-
-def set_threads(threads: int) -> None:
-    """MKL's thread count (OpenBLAS's is set through threadpoolctl by the caller)."""
-    if _MKL is not None:
-        _MKL.MKL_Set_Num_Threads(threads)
+BACKEND = _bind(_choice)
 
 
 def numba_threads(threads: int) -> int:

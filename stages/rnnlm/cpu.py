@@ -5,9 +5,9 @@ Same names, arguments and conventions as reference.py. Matrix products go throug
 the input projection of a whole window is one product, then only the [B, H] x [H, G H]
 recurrent product is sequential in time, from weights packed once per window. The backward
 passes store the gate gradients of the window and form the weight gradients with one
-product each after the time loop. Elementwise loops are plain
-Python loops that Numba compiles; the kernels work in float32 (training) and float64
-(gradient checks) alike.
+product each after the time loop. Elementwise loops are plain Python loops that Numba
+compiles; the cells' loops over streams run on all threads (prange: streams are
+independent). The kernels work in float32 (training) and float64 (gradient checks) alike.
 Activations (exp_, tanh_, sigmoid) come from activations.py: vectorisable in float32, the
 library functions in float64. The generation kernels are in sampling.py.
 """

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numba
 import numpy as np
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from pipeline.store import load_npz
@@ -38,12 +39,7 @@ def set_threads(requested: int) -> int:
     """Numba's and BLAS's thread counts (0 = every core available to this process)."""
     threads = len(os.sched_getaffinity(0)) if requested == 0 else requested
     numba.set_num_threads(min(blas.numba_threads(threads), numba.config.NUMBA_NUM_THREADS))
-    blas.set_threads(threads)
-    try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(threads)
-    except ImportError:     # BLAS keeps its own default (every core)
-        pass
+    threadpool_limits(threads)          # OpenBLAS's and MKL's alike
     return threads
 
 
