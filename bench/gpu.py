@@ -55,7 +55,7 @@ def check_against_cpu(inputs: dict, model: str, loss: str, sentences: int = 500)
     trainer = train.Trainer(cfg, tokens, offsets, counts, vocab.load_huffman(inputs["vocab"]), 1)
     start = train.initial_state(cfg, counts.size, trainer.output_rows, 1)
     start["weights"] = np.random.default_rng(0).normal(0, 0.1, start["weights"].shape).astype(np.float32)
-    bounds = np.array([0, sentences], dtype=np.int64)
+    bounds = np.array([[0, sentences, 0]], dtype=np.int64)     # one block: all of them
     results = []
     for module in (cpu, kernels):
         v, w = start["vectors"].copy(), start["weights"].copy()

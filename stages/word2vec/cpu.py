@@ -5,8 +5,9 @@ block of sentences from a shared counter until none is left, updating the shared
 without locks (Hogwild, as word2vec.c). Each thread has its own RNG state and its own
 counter row, which Python sums in a fixed order.
 
-The learning rate falls linearly with the position of a sentence's first token in the whole
-run (epoch * N + offset), so it does not depend on the number of threads.
+The learning rate falls linearly with a sentence's position in the run's training order
+(epoch * N + its block's position in the epoch plan + its offset in the block: see
+train.epoch_plan), as word2vec.c's falls with the words all threads have trained.
 """
 import math
 
@@ -272,10 +273,11 @@ def learning_rate(position, alpha_start, alpha_end, total_tokens):
 
 
 @njit(cache=True)
-def longest_sentence(offsets, first, last):
+def longest_sentence(offsets, blocks):
     longest = 0
-    for s in range(first, last):
-        longest = max(longest, offsets[s + 1] - offsets[s])
+    for b in range(blocks.shape[0]):
+        for s in range(blocks[b, 0], blocks[b, 1]):
+            longest = max(longest, offsets[s + 1] - offsets[s])
     return longest
 
 
@@ -365,7 +367,7 @@ def train_sentences(centre_step, output_step, vectors, weights, counters, tokens
     in LOSS_SAMPLE_EVERY."""
     rng = private_copy(state)
     rows = (weights, np.int64(private_start), private_rows(private_count, weights.shape[1]))
-    buffer = padded(longest_sentence(offsets, blocks[0], blocks[-1]), np.int32)
+    buffer = padded(longest_sentence(offsets, blocks), np.int32)
     context = padded(2 * window, np.int32)
     # two separate scratch vectors (hidden layer, gradient): a tuple of arrays, not rows of
     # one matrix, so no per-word slicing is needed
@@ -373,9 +375,11 @@ def train_sentences(centre_step, output_step, vectors, weights, counters, tokens
     loss, sampled, predictions = counters[0], np.int64(counters[1]), np.int64(counters[2])
     seen_total, kept_total = np.int64(counters[3]), np.int64(counters[4])
     block = fetch_add(next_block, np.int64(1))
-    while block < blocks.shape[0] - 1:
-        for s in range(blocks[block], blocks[block + 1]):
-            alpha = learning_rate(token_base + offsets[s], alpha_start, alpha_end, total_tokens)
+    while block < blocks.shape[0]:
+        first, end = blocks[block, 0], blocks[block, 1]
+        shift = token_base + blocks[block, 2] - offsets[first]    # run position - offset
+        for s in range(first, end):
+            alpha = learning_rate(shift + offsets[s], alpha_start, alpha_end, total_tokens)
             n, seen = kept_words(buffer, tokens, offsets[s], offsets[s + 1], vectors.shape[0],
                                  keep, rng)
             seen_total += seen
@@ -426,8 +430,10 @@ def skipgram(output_step, vectors, weights, counters, tokens, offsets, blocks, k
              rng_states):
     """vectors float32 [V, D], weights float32 [V-1 or V, D] (updated in place);
     counters float64 [T, COUNTERS] (accumulated); tokens int32 [N]; offsets int64 [S+1];
-    blocks int64 [K+1]: the threads take sentences [blocks[k], blocks[k+1]) for k = 0, 1,
-    ... in turn (one thread: in order); keep float32 [V]; head: the output step's arrays;
+    blocks int64 [K, 3]: (first sentence, end sentence, position of the first sentence's
+    first token in the epoch's training order), taken by the threads in turn (one thread:
+    in order; see train.epoch_plan); token_base: epoch * N, the run position of the
+    epoch's start; keep float32 [V]; head: the output step's arrays;
     private_start: first of the output rows threads keep private copies of;
     rng_states uint64 [T]: one per thread."""
     train_threads(skipgram_centre, output_step, vectors, weights, counters, tokens, offsets,

@@ -197,13 +197,13 @@ def make_kernel(output_step, skipgram: bool):
     centre_step = skipgram_centre if skipgram else cbow_centre
 
     @cuda.jit
-    def train_workers(vectors, weights, counters, tokens, offsets, worker_sentences, keep,
+    def train_workers(vectors, weights, counters, tokens, offsets, blocks, keep,
                       head_a, head_b, head_c, window, mean, alpha_start, alpha_end, token_base,
                       total_tokens, rng_states, scratch):
-        """One block of WARP threads per worker, over sentences [ws[w], ws[w+1])
-        (cpu.train_sentences)."""
+        """One block of WARP threads per worker; worker w trains sentence block w
+        (blocks int64 [W, 3], as cpu.train_sentences)."""
         worker, lane = cuda.blockIdx.x, cuda.threadIdx.x
-        if worker >= worker_sentences.shape[0] - 1:
+        if worker >= blocks.shape[0]:
             return
         partials = cuda.shared.array(WARP, float32)
         rng = cuda.local.array(1, uint64)
@@ -212,8 +212,10 @@ def make_kernel(output_step, skipgram: bool):
         grad = cuda.local.array(MAX_PER_LANE, float32)
         buffer = scratch[worker]
         loss, sampled, predictions, seen_total, kept_total = 0.0, 0, 0, 0, 0
-        for s in range(worker_sentences[worker], worker_sentences[worker + 1]):
-            position = min((token_base + offsets[s]) / total_tokens, 1.0)
+        first, end = blocks[worker, 0], blocks[worker, 1]
+        shift = token_base + blocks[worker, 2] - offsets[first]     # run position - offset
+        for s in range(first, end):
+            position = min((shift + offsets[s]) / total_tokens, 1.0)
             alpha = alpha_start - (alpha_start - alpha_end) * position
             n = 0
             for t in range(offsets[s], offsets[s + 1]):
@@ -255,35 +257,35 @@ KERNELS = {(cpu.hs_step, True): make_kernel(hs_step, True),
            (cpu.ns_step, False): make_kernel(ns_step, False)}
 
 
-def launch(output_step, skipgram, vectors, weights, counters, tokens, offsets, worker_sentences,
+def launch(output_step, skipgram, vectors, weights, counters, tokens, offsets, blocks,
            keep, head, window, mean, alpha_start, alpha_end, token_base, total_tokens,
            rng_states, scratch):
-    workers = worker_sentences.shape[0] - 1
+    workers = blocks.shape[0]
     if vectors.shape[1] > WARP * MAX_PER_LANE:
         raise ValueError(f"the CUDA kernels handle at most {WARP * MAX_PER_LANE} dimensions")
     kernel = KERNELS[(output_step, skipgram)]
-    kernel[workers, WARP](vectors, weights, counters, tokens, offsets, worker_sentences, keep,
+    kernel[workers, WARP](vectors, weights, counters, tokens, offsets, blocks, keep,
                             *head, window, mean, alpha_start, alpha_end, token_base,
                             total_tokens, rng_states, scratch)
 
 
-def skipgram(output_step, vectors, weights, counters, tokens, offsets, thread_sentences,
+def skipgram(output_step, vectors, weights, counters, tokens, offsets, blocks,
              keep, head, private_start, window, alpha_start, alpha_end, token_base, total_tokens,
              rng_states, scratch):
-    """As cpu.skipgram, on device arrays: thread_sentences int64 [W+1] gives each worker
-    its sentences, rng_states uint64 [W] and counters float64 [W, COUNTERS] one row
+    """As cpu.skipgram, on device arrays: blocks int64 [W, 3] gives each worker one block
+    of sentences, rng_states uint64 [W] and counters float64 [W, COUNTERS] one row
     per worker; scratch int32 [W, longest sentence] holds each worker's kept words.
     A worker is a block of WARP threads."""
-    launch(output_step, True, vectors, weights, counters, tokens, offsets, thread_sentences,
+    launch(output_step, True, vectors, weights, counters, tokens, offsets, blocks,
            keep, head, window, True, alpha_start, alpha_end, token_base, total_tokens,
            rng_states, scratch)
 
 
-def cbow(output_step, vectors, weights, counters, tokens, offsets, thread_sentences, keep,
+def cbow(output_step, vectors, weights, counters, tokens, offsets, blocks, keep,
          head, private_start, window, cbow_mean, alpha_start, alpha_end, token_base, total_tokens,
          rng_states, scratch):
     """As cpu.cbow, on device arrays (see `skipgram`)."""
-    launch(output_step, False, vectors, weights, counters, tokens, offsets, thread_sentences,
+    launch(output_step, False, vectors, weights, counters, tokens, offsets, blocks,
            keep, head, window, cbow_mean, alpha_start, alpha_end, token_base, total_tokens,
            rng_states, scratch)
 
@@ -295,7 +297,7 @@ def kernel_signatures() -> dict:
     V, D, L = 10, 100, 4
     common = (np.zeros((V, D), np.float32), np.zeros((V, D), np.float32),
               np.zeros((2, cpu.COUNTERS)), np.zeros(5, np.int32), np.zeros(3, np.int64),
-              np.zeros(3, np.int64), np.zeros(V, np.float32))
+              np.zeros((2, 3), np.int64), np.zeros(V, np.float32))
     heads = {cpu.hs_step: (np.zeros((V, L), np.uint8), np.zeros((V, L), np.int32),
                            np.zeros(V, np.uint8)),
              cpu.ns_step: (np.zeros(V), np.zeros(V, np.int32), np.int64(5))}

@@ -97,12 +97,14 @@ def train_sentences(centre_step, output_step, vectors, weights, counters, tokens
                     total_tokens, rng_states):
     """Blocks of sentences one after another, block k by thread k mod T (the kernel's
     threads take the next block as they finish one; with one thread, the same order), so
-    no row is ever private."""
+    no row is ever private. A sentence's run position: token_base + its block's position
+    (blocks[k, 2]) + its offset from the block's first sentence."""
     threads = rng_states.shape[0]
-    for k in range(blocks.shape[0] - 1):
+    for k, (first, end, position) in enumerate(blocks):
         rng, row = rng_states[k % threads:k % threads + 1], counters[k % threads]
-        for s in range(blocks[k], blocks[k + 1]):
-            alpha = learning_rate(token_base + offsets[s], alpha_start, alpha_end, total_tokens)
+        for s in range(first, end):
+            run_position = token_base + position + offsets[s] - offsets[first]
+            alpha = learning_rate(run_position, alpha_start, alpha_end, total_tokens)
             words, seen = kept_words(tokens, offsets[s], offsets[s + 1], vectors.shape[0], keep, rng)
             for i, centre in enumerate(words):
                 radius = window - py_below(rng, window)

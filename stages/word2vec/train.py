@@ -29,6 +29,10 @@ DEFAULT_ALPHA = {"skipgram": 0.025, "cbow": 0.05}    # word2vec.c's defaults
 # share early would wait for the other at the end of every chunk (3-10% of the time).
 BLOCKS_PER_THREAD = 16
 CHECKPOINT = "checkpoint/state.npz"
+# Part of a checkpoint's identity, raised whenever what a checkpoint holds changes meaning
+# (2: the resume point is a block of the epoch plan), so that an older checkpoint starts
+# the run afresh instead of resuming at the wrong place.
+CHECKPOINT_FORMAT = 2
 
 
 def resolve_threads(requested: int) -> int:
@@ -56,22 +60,40 @@ def initial_state(cfg, V: int, output_rows: int, threads: int) -> dict:
     vectors = (rng.random((V, cfg.dim), dtype=np.float32) - 0.5) / np.float32(cfg.dim)
     return {"vectors": vectors, "weights": np.zeros((output_rows, cfg.dim), np.float32),
             "rng_states": seed_states(cfg.seed, threads), "epoch": np.int64(0),
-            "sentence": np.int64(0), "counters": np.zeros((threads, cpu.COUNTERS)),
+            "block": np.int64(0), "counters": np.zeros((threads, cpu.COUNTERS)),
             "epoch_log": np.zeros((0, cpu.COUNTERS)), "seconds": np.float64(0.0)}
 
 
-def chunk_bounds(offsets: np.ndarray, first: int, words: int) -> int:
-    """The sentence after the last one of a chunk of about `words` tokens from `first`."""
-    target = offsets[first] + words
-    return min(max(first + 1, int(np.searchsorted(offsets, target, side="left"))), offsets.size - 1)
+def epoch_plan(offsets: np.ndarray, parts: int, block_words: int) -> np.ndarray:
+    """The order in which an epoch trains its sentences: blocks int64 [K, 3] of (first
+    sentence, end sentence, position in that order of the block's first token).
+    The sentences are cut into `parts` contiguous parts of about equal token counts, each
+    part into blocks of about block_words tokens, and the parts' blocks are interleaved
+    (part 0's first, part 1's first, ..., part 0's second, ...). With one part per thread,
+    threads taking blocks in turn train that many distant stretches of the corpus at once,
+    as word2vec.c's threads do (thread i reads from i/T of the file): on a corpus made of
+    different sources one after another, the model does not learn them one by one, the
+    last learned at the smallest learning rate. One part is the file's order."""
+    sentences = offsets.size - 1
+    cuts = np.searchsorted(offsets, np.linspace(0, offsets[-1], parts + 1)[1:-1])
+    part_edges = np.unique(np.concatenate(([0], cuts, [sentences])))
+    runs = [part_blocks(offsets, first, end, block_words)
+            for first, end in zip(part_edges[:-1], part_edges[1:])]
+    order = [run[i] for i in range(max(map(len, runs), default=0)) for run in runs if i < len(run)]
+    plan = np.zeros((len(order), 3), np.int64)
+    if order:
+        plan[:, :2] = order
+        sizes = offsets[plan[:, 1]] - offsets[plan[:, 0]]
+        plan[1:, 2] = np.cumsum(sizes)[:-1]
+    return plan
 
 
-def sentence_blocks(offsets: np.ndarray, first: int, last: int, count: int) -> np.ndarray:
-    """Split sentences [first, last) into `count` runs of about equal token counts."""
-    targets = np.linspace(offsets[first], offsets[last], count + 1)
-    bounds = np.searchsorted(offsets[first:last + 1], targets) + first
-    bounds[0], bounds[-1] = first, last
-    return np.maximum.accumulate(bounds).astype(np.int64)
+def part_blocks(offsets: np.ndarray, first: int, end: int, block_words: int) -> list:
+    """Sentences [first, end) as consecutive (first, end) runs of about block_words tokens."""
+    targets = np.arange(offsets[first], offsets[end], max(block_words, 1))
+    bounds = np.clip(np.searchsorted(offsets, targets), first, end)
+    bounds = np.unique(np.concatenate((bounds, [first, end])))
+    return list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
 
 
 class Trainer:
@@ -83,12 +105,22 @@ class Trainer:
         self.keep = vocab.keep_probabilities(counts, cfg.sample)
         self.alpha = cfg.alpha or DEFAULT_ALPHA[cfg.model]
         self.total = cfg.epochs * tokens.size
+        self.plan_epoch()
+
+    def plan_epoch(self, parts: int | None = None, blocks_per_chunk: int | None = None) -> None:
+        """The epoch's blocks (see epoch_plan; one part per thread by default), taken
+        blocks_per_chunk at a time by each kernel call, and where each block starts in
+        the epoch (one more entry: the epoch's end)."""
+        self.blocks_per_chunk = blocks_per_chunk or self.threads * BLOCKS_PER_THREAD
+        block_words = max(self.cfg.chunk_words // self.blocks_per_chunk, 1)
+        self.plan = epoch_plan(self.offsets, parts or self.threads, block_words)
+        self.block_starts = np.append(self.plan[:, 2], self.tokens.size)
 
     def run_chunk(self, state: dict, first: int, last: int) -> None:
+        """Train blocks [first, last) of the epoch plan."""
         cfg, epoch = self.cfg, int(state["epoch"])
         common = (self.step, state["vectors"], state["weights"], state["counters"],
-                  self.tokens, self.offsets,
-                  sentence_blocks(self.offsets, first, last, self.threads * BLOCKS_PER_THREAD),
+                  self.tokens, self.offsets, self.plan[first:last],
                   self.keep, self.head, self.private_start, cfg.window)
         schedule = (self.alpha, self.alpha * cfg.min_alpha_ratio, epoch * self.tokens.size,
                     self.total, state["rng_states"])
@@ -121,6 +153,9 @@ class CudaTrainer(Trainer):
         longest = int(np.diff(offsets).max()) if offsets.size > 1 else 1
         self.scratch = cuda.device_array((threads, max(longest, 1)), np.int32)
         self.weights_on_device = None
+        # one block per worker and launch; one part: a launch's thousands of workers
+        # already train a whole chunk of the corpus at once
+        self.plan_epoch(parts=1, blocks_per_chunk=threads)
 
     def run_chunk(self, state: dict, first: int, last: int) -> None:
         cuda, cfg, epoch = self.cuda, self.cfg, int(state["epoch"])
@@ -129,9 +164,9 @@ class CudaTrainer(Trainer):
         # counters are reset between epochs on the host: small, so sent with every chunk
         live = {**self.weights_on_device,
                 **{k: cuda.to_device(state[k]) for k in ("counters", "rng_states")}}
-        bounds = cuda.to_device(sentence_blocks(self.offsets, first, last, self.threads))
+        blocks = cuda.to_device(self.plan[first:last])
         common = (self.step, live["vectors"], live["weights"], live["counters"],
-                  self.device["tokens"], self.device["offsets"], bounds, self.device["keep"],
+                  self.device["tokens"], self.device["offsets"], blocks, self.device["keep"],
                   self.device_head, self.private_start, cfg.window)
         schedule = (self.alpha, self.alpha * cfg.min_alpha_ratio, epoch * self.tokens.size,
                     self.total, live["rng_states"], self.scratch)
@@ -173,7 +208,7 @@ def run(cfg, inputs, out) -> dict:
         threads, trainer_class = resolve_threads(cfg.threads), Trainer
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     trainer = trainer_class(cfg, tokens, offsets, counts, vocab.load_huffman(inputs["vocab"]), threads)
-    identity = repr((asdict(cfg), tokens.size, len(words), out.fingerprint))
+    identity = repr((CHECKPOINT_FORMAT, asdict(cfg), tokens.size, len(words), out.fingerprint))
     state = load_checkpoint(out, identity, threads)
     if state is None:
         state = initial_state(cfg, len(words), trainer.output_rows, threads)
@@ -182,26 +217,25 @@ def run(cfg, inputs, out) -> dict:
 
 
 def train_epochs(trainer: Trainer, state: dict, out, identity: str) -> None:
-    cfg, offsets = trainer.cfg, trainer.offsets
-    sentences = offsets.size - 1
-    done = int(state["epoch"]) * trainer.tokens.size + int(offsets[int(state["sentence"])])
+    cfg, starts, blocks = trainer.cfg, trainer.block_starts, len(trainer.plan)
+    done = int(state["epoch"]) * trainer.tokens.size + int(starts[int(state["block"])])
     bar = tqdm(total=trainer.total, initial=done, unit="w", unit_scale=True,
                disable=out.quiet, desc="word2vec")
     last_save = time.monotonic()
     while int(state["epoch"]) < cfg.epochs:
-        first = int(state["sentence"])
-        last = chunk_bounds(offsets, first, cfg.chunk_words)
+        first = int(state["block"])
+        last = min(first + trainer.blocks_per_chunk, blocks)
         clock = time.perf_counter()
         trainer.run_chunk(state, first, last)
         state["seconds"] = np.float64(state["seconds"] + time.perf_counter() - clock)
         trainer.check_finite(state)
-        state["sentence"] = np.int64(last)
-        bar.update(int(offsets[last] - offsets[first]))
+        state["block"] = np.int64(last)
+        bar.update(int(starts[last] - starts[first]))
         totals = state["counters"].sum(axis=0)
         bar.set_postfix(loss=f"{totals[0] / max(totals[1], 1):.4f}")
-        if last == sentences:
+        if last == blocks:
             finish_epoch(state)
-        if last == sentences or time.monotonic() - last_save > 60 * cfg.checkpoint_minutes:
+        if last == blocks or time.monotonic() - last_save > 60 * cfg.checkpoint_minutes:
             save_checkpoint(out, state, identity)
             last_save = time.monotonic()
     bar.close()
@@ -213,7 +247,7 @@ def finish_epoch(state: dict) -> None:
     state["epoch_log"] = np.vstack([state["epoch_log"], totals[None, :]])
     state["counters"][:] = 0.0
     state["epoch"] = np.int64(int(state["epoch"]) + 1)
-    state["sentence"] = np.int64(0)
+    state["block"] = np.int64(0)
 
 
 def write_outputs(out, cfg, words, state, device, threads, raw_tokens) -> dict:

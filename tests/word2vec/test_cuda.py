@@ -40,7 +40,7 @@ def run_both(model, loss, seed):
     from stages.word2vec import cuda as gpu
     tokens, offsets, vectors, weights, keep, head = tiny_problem(seed, loss=loss)
     step = cpu.hs_step if loss == "hs" else cpu.ns_step
-    bounds = np.array([0, offsets.size - 1], dtype=np.int64)
+    bounds = np.array([[0, offsets.size - 1, 0]], dtype=np.int64)   # one block: all of them
     results = []
     for module in (cpu, gpu):
         v, w = vectors.copy(), weights.copy()
@@ -98,11 +98,12 @@ def test_many_workers_lower_the_loss_as_one_cpu_thread_does():
     starts = np.random.default_rng(3).integers(0, 10, 9)
     tokens = np.concatenate([(start + np.arange(6)) % 10 for start in starts]).astype(np.int32)
     offsets = np.arange(0, tokens.size + 1, 6, dtype=np.int64)
-    runs = {"cpu": (cpu, np.array([0, 9], np.int64)), "gpu": (gpu, np.array([0, 3, 6, 9], np.int64))}
+    runs = {"cpu": (cpu, np.array([[0, 9, 0]], np.int64)),
+            "gpu": (gpu, np.array([[0, 3, 0], [3, 6, 18], [6, 9, 36]], np.int64))}
     before = skipgram_loss(vectors, np.zeros_like(weights), tokens, offsets, head, 2)
     after = {}
     for name, (module, bounds) in runs.items():
-        v, w, workers = vectors.copy(), np.zeros_like(weights), bounds.size - 1
+        v, w, workers = vectors.copy(), np.zeros_like(weights), bounds.shape[0]
         states, counters = seed_states(2, workers), np.zeros((workers, cpu.COUNTERS))
         for epoch in range(3):
             extra = (np.zeros((workers, 8), np.int32),) if module is gpu else ()

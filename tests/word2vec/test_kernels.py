@@ -28,6 +28,22 @@ def heads(counts, negative=3):
     return {"hs_step": hs, "ns_step": ns}
 
 
+def file_order(offsets, bounds):
+    """Blocks int64 [K, 3] of sentences [bounds[k], bounds[k+1]) in the file's order: each
+    block's position in the training order is its offset."""
+    bounds = np.asarray(bounds, np.int64)
+    return np.stack([bounds[:-1], bounds[1:], offsets[bounds[:-1]]], axis=1)
+
+
+def train_one_thread(module, model, tokens, offsets, blocks, vectors, weights, keep, head):
+    """(vectors, weights, counters) after one thread trains `blocks` with HS, window 3."""
+    v, w, counters = vectors.copy(), weights.copy(), np.zeros((1, cpu.COUNTERS))
+    args = [module.hs_step, v, w, counters, tokens, offsets, blocks,
+            keep, head, 0, 3] + ([True] if model == "cbow" else [])
+    getattr(module, model)(*args, 0.05, 0.0001, 0, 2 * tokens.size, rngmod.seed_states(11, 1))
+    return v, w, counters
+
+
 def run_both(model, step, counts, tokens, offsets, vectors, rng, keep, window=3, cbow_mean=True):
     head, rows = heads(counts)[step]
     weights = (rng.random((rows, vectors.shape[1]), dtype=np.float32) - 0.5) / vectors.shape[1]
@@ -37,7 +53,7 @@ def run_both(model, step, counts, tokens, offsets, vectors, rng, keep, window=3,
         counters = np.zeros((1, cpu.COUNTERS))
         states = rngmod.seed_states(11, 1)
         args = [getattr(module, step), v, w, counters, tokens, offsets,
-                np.array([0, offsets.size - 1]), keep, head, 0, window]
+                file_order(offsets, [0, offsets.size - 1]), keep, head, 0, window]
         if model == "cbow":
             args.append(cbow_mean)
         args += [0.05, 0.0001, 0, 2 * tokens.size, states]
@@ -70,18 +86,44 @@ def test_one_thread_takes_the_blocks_in_order(model):
     keep = vocab.keep_probabilities(counts, 0.01)
     head, rows = heads(counts)["hs_step"]
     weights = (rng.random((rows, vectors.shape[1]), dtype=np.float32) - 0.5)
-    results = []
-    for module, blocks in ((cpu, [0, offsets.size - 1]), (cpu, [0, 2, 2, 5, offsets.size - 1]),
-                           (reference, [0, 2, 2, 5, offsets.size - 1])):
-        v, w, counters = vectors.copy(), weights.copy(), np.zeros((1, cpu.COUNTERS))
-        args = [module.hs_step, v, w, counters, tokens, offsets, np.array(blocks, np.int64),
-                keep, head, 0, 3] + ([True] if model == "cbow" else [])
-        getattr(module, model)(*args, 0.05, 0.0001, 0, 2 * tokens.size, rngmod.seed_states(11, 1))
-        results.append((v, w, counters))
-    for one, many in zip(results[0], results[1]):
+    problem = (tokens, offsets)
+    whole = train_one_thread(cpu, model, *problem, file_order(offsets, [0, 7]), vectors,
+                             weights, keep, head)
+    split = file_order(offsets, [0, 2, 2, 5, 7])
+    results = [train_one_thread(module, model, *problem, split, vectors, weights, keep, head)
+               for module in (cpu, reference)]
+    for one, many in zip(whole, results[0]):
         assert one.tobytes() == many.tobytes()
-    for got, want in zip(results[1][:2], results[2][:2]):
+    for got, want in zip(results[0][:2], results[1][:2]):
         np.testing.assert_allclose(got, want, atol=2e-6)
+
+
+@pytest.mark.parametrize("model", ["skipgram", "cbow"])
+def test_blocks_out_of_file_order_train_as_that_order_of_the_corpus(model):
+    """A plan that trains sentences 3-6 before 0-2 (block positions 0 and 282) gives, bit
+    for bit, what the file order gives on a corpus whose lines are in that order: the
+    learning rate follows the training order, not the offsets; the reference agrees."""
+    counts, tokens, offsets, vectors, rng = tiny_problem(8)
+    keep = vocab.keep_probabilities(counts, 0.01)
+    head, rows = heads(counts)["hs_step"]
+    weights = (rng.random((rows, vectors.shape[1]), dtype=np.float32) - 0.5)
+    later = offsets[7] - offsets[3]
+    plan = np.array([[3, 7, 0], [0, 3, later]], np.int64)
+    reordered = np.concatenate((tokens[offsets[3]:], tokens[:offsets[3]]))
+    lengths = np.diff(offsets)
+    reordered_offsets = np.concatenate(([0], np.cumsum(np.concatenate((lengths[3:], lengths[:3])))))
+    want = train_one_thread(cpu, model, reordered, reordered_offsets,
+                            file_order(reordered_offsets, [0, 7]), vectors, weights, keep, head)
+    got = train_one_thread(cpu, model, tokens, offsets, plan, vectors, weights, keep, head)
+    for a, b in zip(got, want):
+        assert a.tobytes() == b.tobytes()
+    plain = train_one_thread(reference, model, tokens, offsets, plan, vectors, weights, keep, head)
+    for a, b in zip(got[:2], plain[:2]):
+        np.testing.assert_allclose(a, b, atol=2e-6)
+    rates_by_offset = np.array([[3, 7, offsets[3]], [0, 3, 0]], np.int64)
+    other = train_one_thread(cpu, model, tokens, offsets, rates_by_offset, vectors, weights,
+                             keep, head)
+    assert not np.array_equal(other[0], got[0])     # the position column sets the rate
 
 
 @pytest.mark.parametrize("model, step", KERNELS)

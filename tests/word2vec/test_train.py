@@ -90,9 +90,28 @@ def test_killed_run_resumes_from_its_checkpoint_to_the_same_vectors(prepared, tm
     assert not (tmp_path / "resumed" / train.CHECKPOINT).parent.exists()    # nor its folder
 
 
-def test_sentence_blocks_cover_all_sentences_evenly():
+def test_one_part_plans_the_file_order_in_blocks_of_about_the_size_asked():
     offsets = np.array([0, 10, 10, 30, 31, 60, 100], dtype=np.int64)
-    bounds = train.sentence_blocks(offsets, 1, 6, 3)
-    assert bounds[0] == 1 and bounds[-1] == 6 and np.all(np.diff(bounds) >= 0)
-    assert train.chunk_bounds(offsets, 0, 25) == 3
-    assert train.chunk_bounds(offsets, 5, 10 ** 9) == 6
+    plan = train.epoch_plan(offsets, 1, 25)
+    np.testing.assert_array_equal(plan[:, 0], np.concatenate(([0], plan[:-1, 1])))
+    assert plan[-1, 1] == 6
+    np.testing.assert_array_equal(plan[:, 2], offsets[plan[:, 0]])    # positions = offsets
+    assert plan.shape[0] == 3                                        # 0-30, 30-60, 60-100
+
+
+@pytest.mark.parametrize("parts", [2, 3, 5])
+def test_parts_are_interleaved_and_every_sentence_is_planned_once(parts):
+    rng = np.random.default_rng(parts)
+    offsets = np.concatenate(([0], np.cumsum(rng.integers(0, 40, 300)))).astype(np.int64)
+    plan = train.epoch_plan(offsets, parts, 500)
+    planned = np.concatenate([np.arange(first, end) for first, end, _ in plan])
+    np.testing.assert_array_equal(np.sort(planned), np.arange(300))
+    sizes = offsets[plan[:, 1]] - offsets[plan[:, 0]]
+    np.testing.assert_array_equal(plan[:, 2], np.concatenate(([0], np.cumsum(sizes)[:-1])))
+    # the first `parts` blocks start about 1/parts of the corpus apart, in order
+    starts = offsets[plan[:parts, 0]] / offsets[-1]
+    np.testing.assert_allclose(starts, np.arange(parts) / parts, atol=0.05)
+
+
+def test_an_empty_corpus_plans_no_block():
+    assert train.epoch_plan(np.zeros(1, np.int64), 2, 100).shape == (0, 3)
