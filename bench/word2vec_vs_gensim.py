@@ -87,8 +87,15 @@ def train_gensim(text: Path, out_dir: Path, model: str, loss: str, epochs: int, 
 
 
 def in_child(function, *args):
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
+    """function(*args) in a fresh process. The pool is closed and joined, not terminated
+    (what `with Pool` does): a killed child leaves its semaphores registered, and the
+    resource tracker then prints a warning for each at exit."""
+    pool = multiprocessing.get_context("spawn").Pool(1)
+    try:
         return pool.apply(function, args)
+    finally:
+        pool.close()
+        pool.join()
 
 
 def quality(vectors_file: Path) -> tuple[dict, float, float]:
