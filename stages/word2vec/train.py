@@ -75,25 +75,29 @@ def epoch_plan(offsets: np.ndarray, parts: int, block_words: int) -> np.ndarray:
     different sources one after another, the model does not learn them one by one, the
     last learned at the smallest learning rate. One part is the file's order."""
     sentences = offsets.size - 1
+    if sentences == 0:
+        return np.zeros((0, 3), np.int64)
     cuts = np.searchsorted(offsets, np.linspace(0, offsets[-1], parts + 1)[1:-1])
     part_edges = np.unique(np.concatenate(([0], cuts, [sentences])))
     runs = [part_blocks(offsets, first, end, block_words)
             for first, end in zip(part_edges[:-1], part_edges[1:])]
-    order = [run[i] for i in range(max(map(len, runs), default=0)) for run in runs if i < len(run)]
-    plan = np.zeros((len(order), 3), np.int64)
-    if order:
-        plan[:, :2] = order
-        sizes = offsets[plan[:, 1]] - offsets[plan[:, 0]]
-        plan[1:, 2] = np.cumsum(sizes)[:-1]
+    # interleaved: ordered by the block's rank within its part, then by part
+    rank = np.concatenate([np.arange(len(run)) for run in runs])
+    part = np.concatenate([np.full(len(run), p) for p, run in enumerate(runs)])
+    plan = np.zeros((rank.size, 3), np.int64)
+    plan[:, :2] = np.concatenate(runs)[np.lexsort((part, rank))]
+    sizes = offsets[plan[:, 1]] - offsets[plan[:, 0]]
+    plan[1:, 2] = np.cumsum(sizes)[:-1]
     return plan
 
 
-def part_blocks(offsets: np.ndarray, first: int, end: int, block_words: int) -> list:
-    """Sentences [first, end) as consecutive (first, end) runs of about block_words tokens."""
+def part_blocks(offsets: np.ndarray, first: int, end: int, block_words: int) -> np.ndarray:
+    """Sentences [first, end) as consecutive runs of about block_words tokens: int64 [k, 2]
+    of (first, end)."""
     targets = np.arange(offsets[first], offsets[end], max(block_words, 1))
     bounds = np.clip(np.searchsorted(offsets, targets), first, end)
-    bounds = np.unique(np.concatenate((bounds, [first, end])))
-    return list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
+    bounds = np.unique(np.concatenate((bounds, [first, end]))).astype(np.int64)
+    return np.stack((bounds[:-1], bounds[1:]), axis=1)
 
 
 class Trainer:

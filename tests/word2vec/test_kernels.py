@@ -86,12 +86,11 @@ def test_one_thread_takes_the_blocks_in_order(model):
     keep = vocab.keep_probabilities(counts, 0.01)
     head, rows = heads(counts)["hs_step"]
     weights = (rng.random((rows, vectors.shape[1]), dtype=np.float32) - 0.5)
-    problem = (tokens, offsets)
-    whole = train_one_thread(cpu, model, *problem, file_order(offsets, [0, 7]), vectors,
+    whole = train_one_thread(cpu, model, tokens, offsets, file_order(offsets, [0, 7]), vectors,
                              weights, keep, head)
     split = file_order(offsets, [0, 2, 2, 5, 7])
-    results = [train_one_thread(module, model, *problem, split, vectors, weights, keep, head)
-               for module in (cpu, reference)]
+    results = [train_one_thread(module, model, tokens, offsets, split, vectors, weights, keep,
+                                head) for module in (cpu, reference)]
     for one, many in zip(whole, results[0]):
         assert one.tobytes() == many.tobytes()
     for got, want in zip(results[0][:2], results[1][:2]):
