@@ -90,6 +90,28 @@ def test_killed_run_resumes_from_its_checkpoint_to_the_same_vectors(prepared, tm
     assert not (tmp_path / "resumed" / train.CHECKPOINT).parent.exists()    # nor its folder
 
 
+def test_killed_two_thread_run_resumes_at_its_block_and_reads_every_word_once(prepared, tmp_path,
+                                                                            monkeypatch):
+    """Two threads train two parts at once; the checkpoint holds the next block of the
+    plan, so the resumed run neither repeats nor skips a block of any epoch."""
+    settings = {"chunk_words": 3000, "checkpoint_minutes": 1e-9, "epochs": 3, "threads": 2}
+    original = train.Trainer.run_chunk
+
+    def crash_in_the_second_epoch(self, state, first, last):
+        if int(state["epoch"]) == 1 and first > 0:
+            raise KeyboardInterrupt("simulated kill")
+        original(self, state, first, last)
+
+    monkeypatch.setattr(train.Trainer, "run_chunk", crash_in_the_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train_once(prepared, tmp_path, **settings)
+    monkeypatch.setattr(train.Trainer, "run_chunk", original)
+    _, metrics = train_once(prepared, tmp_path, **settings)
+    tokens, _ = corpus.load_split(prepared["corpus"], "train")
+    in_vocab = int((tokens < metrics["vocab_size"]).sum())
+    assert metrics["words_per_epoch"] == [in_vocab] * 3
+
+
 def test_one_part_plans_the_file_order_in_blocks_of_about_the_size_asked():
     offsets = np.array([0, 10, 10, 30, 31, 60, 100], dtype=np.int64)
     plan = train.epoch_plan(offsets, 1, 25)
