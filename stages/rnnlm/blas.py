@@ -113,7 +113,7 @@ def _has_gnu_openmp() -> bool:
         return False
 
 
-def _bind(choice: str):
+def _bind(choice: str) -> str:
     """Binds the four symbols; returns the backend's name. (ctypes never unloads a
     library it loaded, so MKL stays loaded without a reference kept here.)"""
     path = _find_mkl() if choice in ("auto", "mkl") else None

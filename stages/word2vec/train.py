@@ -109,16 +109,14 @@ class Trainer:
         self.keep = vocab.keep_probabilities(counts, cfg.sample)
         self.alpha = cfg.alpha or DEFAULT_ALPHA[cfg.model]
         self.total = cfg.epochs * tokens.size
-        self.plan_epoch()
+        parts, self.blocks_per_chunk = self.chunk_layout()
+        block_words = max(cfg.chunk_words // self.blocks_per_chunk, 1)
+        self.plan = epoch_plan(offsets, parts, block_words)     # taken blocks_per_chunk at a time
 
-    def plan_epoch(self, parts: int | None = None, blocks_per_chunk: int | None = None) -> None:
-        """The epoch's blocks (see epoch_plan; one part per thread by default), taken
-        blocks_per_chunk at a time by each kernel call, and where each block starts in
-        the epoch (one more entry: the epoch's end)."""
-        self.blocks_per_chunk = blocks_per_chunk or self.threads * BLOCKS_PER_THREAD
-        block_words = max(self.cfg.chunk_words // self.blocks_per_chunk, 1)
-        self.plan = epoch_plan(self.offsets, parts or self.threads, block_words)
-        self.block_starts = np.append(self.plan[:, 2], self.tokens.size)
+    def chunk_layout(self) -> tuple[int, int]:
+        """(parts of the epoch plan, blocks per kernel call): one part per thread, each
+        thread taking BLOCKS_PER_THREAD blocks per call."""
+        return self.threads, self.threads * BLOCKS_PER_THREAD
 
     def run_chunk(self, state: dict, first: int, last: int) -> None:
         """Train blocks [first, last) of the epoch plan."""
@@ -157,9 +155,11 @@ class CudaTrainer(Trainer):
         longest = int(np.diff(offsets).max()) if offsets.size > 1 else 1
         self.scratch = cuda.device_array((threads, max(longest, 1)), np.int32)
         self.weights_on_device = None
-        # one block per worker and launch; one part: a launch's thousands of workers
-        # already train a whole chunk of the corpus at once
-        self.plan_epoch(parts=1, blocks_per_chunk=threads)
+
+    def chunk_layout(self) -> tuple[int, int]:
+        """One block per worker and launch, and one part: a launch's thousands of workers
+        already train a whole chunk of the corpus at once."""
+        return 1, self.threads
 
     def run_chunk(self, state: dict, first: int, last: int) -> None:
         cuda, cfg, epoch = self.cuda, self.cfg, int(state["epoch"])
@@ -221,7 +221,8 @@ def run(cfg, inputs, out) -> dict:
 
 
 def train_epochs(trainer: Trainer, state: dict, out, identity: str) -> None:
-    cfg, starts, blocks = trainer.cfg, trainer.block_starts, len(trainer.plan)
+    cfg, blocks = trainer.cfg, len(trainer.plan)
+    starts = np.append(trainer.plan[:, 2], trainer.tokens.size)  # of each block; the epoch's end
     done = int(state["epoch"]) * trainer.tokens.size + int(starts[int(state["block"])])
     bar = tqdm(total=trainer.total, initial=done, unit="w", unit_scale=True,
                disable=out.quiet, desc="word2vec")
