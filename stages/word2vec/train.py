@@ -120,9 +120,19 @@ class Trainer:
 
     def run_chunk(self, state: dict, first: int, last: int) -> None:
         """Train blocks [first, last) of the epoch plan."""
+        self.train_blocks(state, self.plan[first:last])
+
+    def warm_up(self, state: dict) -> None:
+        """Compile the kernels (or load them from Numba's cache) by training one block that
+        holds no sentence, which changes nothing, so that the first chunk's time is
+        training time."""
+        self.train_blocks(state, np.zeros((1, 3), np.int64))
+
+    def train_blocks(self, state: dict, blocks: np.ndarray) -> None:
+        """Train the blocks (rows of an epoch plan) in the state's current epoch."""
         cfg, epoch = self.cfg, int(state["epoch"])
         common = (self.step, state["vectors"], state["weights"], state["counters"],
-                  self.tokens, self.offsets, self.plan[first:last],
+                  self.tokens, self.offsets, blocks,
                   self.keep, self.head, self.private_start, cfg.window)
         schedule = (self.alpha, self.alpha * cfg.min_alpha_ratio, epoch * self.tokens.size,
                     self.total, state["rng_states"])
@@ -161,14 +171,14 @@ class CudaTrainer(Trainer):
         already train a whole chunk of the corpus at once."""
         return 1, self.threads
 
-    def run_chunk(self, state: dict, first: int, last: int) -> None:
+    def train_blocks(self, state: dict, blocks: np.ndarray) -> None:
         cuda, cfg, epoch = self.cuda, self.cfg, int(state["epoch"])
         if self.weights_on_device is None:     # uploaded once; the host copy follows them
             self.weights_on_device = {k: cuda.to_device(state[k]) for k in ("vectors", "weights")}
         # counters are reset between epochs on the host: small, so sent with every chunk
         live = {**self.weights_on_device,
                 **{k: cuda.to_device(state[k]) for k in ("counters", "rng_states")}}
-        blocks = cuda.to_device(self.plan[first:last])
+        blocks = cuda.to_device(blocks)
         common = (self.step, live["vectors"], live["weights"], live["counters"],
                   self.device["tokens"], self.device["offsets"], blocks, self.device["keep"],
                   self.device_head, self.private_start, cfg.window)
@@ -216,8 +226,11 @@ def run(cfg, inputs, out) -> dict:
     state = load_checkpoint(out, identity, threads)
     if state is None:
         state = initial_state(cfg, len(words), trainer.output_rows, threads)
+    clock = time.perf_counter()
+    trainer.warm_up(state)
+    compile_seconds = time.perf_counter() - clock
     train_epochs(trainer, state, out, identity)
-    return write_outputs(out, cfg, words, state, device, threads, tokens.size)
+    return write_outputs(out, cfg, words, state, device, threads, tokens.size, compile_seconds)
 
 
 def train_epochs(trainer: Trainer, state: dict, out, identity: str) -> None:
@@ -232,7 +245,6 @@ def train_epochs(trainer: Trainer, state: dict, out, identity: str) -> None:
         last = min(first + trainer.blocks_per_chunk, blocks)
         clock = time.perf_counter()
         trainer.run_chunk(state, first, last)
-        state["seconds"] = np.float64(state["seconds"] + time.perf_counter() - clock)
         trainer.check_finite(state)
         state["block"] = np.int64(last)
         bar.update(int(starts[last] - starts[first]))
@@ -240,10 +252,21 @@ def train_epochs(trainer: Trainer, state: dict, out, identity: str) -> None:
         bar.set_postfix(loss=f"{totals[0] / max(totals[1], 1):.4f}")
         if last == blocks:
             finish_epoch(state)
+        add_seconds(state, clock)
         if last == blocks or time.monotonic() - last_save > 60 * cfg.checkpoint_minutes:
+            clock = time.perf_counter()
             save_checkpoint(out, state, identity)
+            add_seconds(state, clock)
             last_save = time.monotonic()
     bar.close()
+
+
+def add_seconds(state: dict, clock: float) -> None:
+    """Count the time since `clock` as training time. It covers all that the epoch loop
+    does (the kernels, the checks, progress and checkpoints), as a peer's timer around its
+    train() call does; only a checkpoint's own write is missing from the time that
+    checkpoint holds."""
+    state["seconds"] = np.float64(state["seconds"] + time.perf_counter() - clock)
 
 
 def finish_epoch(state: dict) -> None:
@@ -255,7 +278,7 @@ def finish_epoch(state: dict) -> None:
     state["block"] = np.int64(0)
 
 
-def write_outputs(out, cfg, words, state, device, threads, raw_tokens) -> dict:
+def write_outputs(out, cfg, words, state, device, threads, raw_tokens, compile_seconds) -> dict:
     seconds = float(state["seconds"])
     out.save_npy("vectors.npy", state["vectors"])
     out.save_npy("output_weights.npy", state["weights"])
@@ -266,7 +289,8 @@ def write_outputs(out, cfg, words, state, device, threads, raw_tokens) -> dict:
     metrics = {
         "model": cfg.model, "loss_function": cfg.loss, "device": device, "threads": threads,
         "vocab_size": len(words), "dim": cfg.dim, "epochs": cfg.epochs,
-        "seconds": seconds, "raw_words_per_epoch": int(raw_tokens),
+        "seconds": seconds, "compile_seconds": compile_seconds,
+        "raw_words_per_epoch": int(raw_tokens),
         "predictions_per_epoch": [int(x) for x in log[:, 2]],
         "words_per_epoch": [int(x) for x in log[:, 3]],
         "trained_words_per_epoch": [int(x) for x in log[:, 4]],

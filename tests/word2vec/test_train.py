@@ -1,5 +1,7 @@
 """The word2vec stage: reproducibility, whole epochs, divergence, resume, and learning."""
 import json
+import os
+import time
 
 import numpy as np
 import pytest
@@ -65,6 +67,50 @@ def test_cuda_without_a_usable_gpu_is_a_clear_error(prepared, tmp_path):
 def test_auto_device_falls_back_to_the_cpu_and_says_so(prepared, tmp_path):
     _, metrics = train_once(prepared, tmp_path, device="auto", epochs=1)
     assert metrics["device"] == "cpu"
+
+
+@pytest.mark.parametrize("trainer_class", ["Trainer", "CudaTrainer"])
+def test_warming_up_compiles_and_changes_nothing(prepared, trainer_class):
+    """run() compiles the kernels on a block without sentences before it starts the clock;
+    that call must leave weights, counters and random states exactly as they were."""
+    if trainer_class == "CudaTrainer" and os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+        pytest.skip("needs NUMBA_ENABLE_CUDASIM=1 (tests/conftest.py sets it)")
+    cfg = Word2VecConfig(dim=16, threads=2, seed=3, model="cbow", loss="ns")
+    words, counts = vocab.load_vocab(prepared["vocab"])
+    tokens, offsets = corpus.load_split(prepared["corpus"], "train")
+    trainer = getattr(train, trainer_class)(cfg, tokens, offsets, counts,
+                                            vocab.load_huffman(prepared["vocab"]), 2)
+    state = train.initial_state(cfg, len(words), trainer.output_rows, 2)
+    state["counters"][:] = np.arange(state["counters"].size).reshape(state["counters"].shape)
+    before = {name: np.copy(value) for name, value in state.items()}
+    trainer.warm_up(state)
+    for name, value in before.items():
+        assert state[name].tobytes() == value.tobytes(), name
+
+
+def test_reported_time_covers_the_checks_and_checkpoints(prepared, tmp_path, monkeypatch):
+    """words/s is over all that the epoch loop does, as a peer's timer around its train()
+    call: a check or checkpoint that takes 0.1 s shows in `seconds`."""
+    slow = 0.1
+    check, save = train.Trainer.check_finite, train.save_checkpoint
+
+    def slow_check(self, state):
+        time.sleep(slow)
+        check(self, state)
+
+    def slow_save(*args):
+        time.sleep(slow)
+        save(*args)
+
+    monkeypatch.setattr(train.Trainer, "check_finite", slow_check)
+    monkeypatch.setattr(train, "save_checkpoint", slow_save)
+    # no training, so that nothing else (a first call's compilation) takes that long
+    monkeypatch.setattr(train.Trainer, "run_chunk", lambda self, state, first, last: None)
+    _, metrics = train_once(prepared, tmp_path, epochs=2, chunk_words=1_000_000)
+    # one chunk per epoch: a check and an end-of-epoch checkpoint each
+    assert metrics["seconds"] >= 2 * 2 * slow
+    tokens, _ = corpus.load_split(prepared["corpus"], "train")
+    assert metrics["raw_words_per_second"] == pytest.approx(2 * tokens.size / metrics["seconds"])
 
 
 def test_killed_run_resumes_from_its_checkpoint_to_the_same_vectors(prepared, tmp_path, monkeypatch):
