@@ -70,7 +70,7 @@ def test_auto_device_falls_back_to_the_cpu_and_says_so(prepared, tmp_path):
 
 
 @pytest.mark.parametrize("trainer_class", ["Trainer", "CudaTrainer"])
-def test_warming_up_compiles_and_changes_nothing(prepared, trainer_class):
+def test_warming_up_changes_nothing(prepared, trainer_class):
     """run() compiles the kernels on a block without sentences before it starts the clock;
     that call must leave weights, counters and random states exactly as they were."""
     if trainer_class == "CudaTrainer" and os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
