@@ -14,6 +14,7 @@ truncated file or a lying header is a clear error, never a huge allocation.
 """
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +34,13 @@ class Vectors:
         self.words = list(words)
         self.matrix = np.ascontiguousarray(matrix, dtype=np.float32)
         self.index = {w: i for i, w in reversed(list(enumerate(self.words)))}
+
+    @cached_property
+    def unit(self) -> np.ndarray:
+        """The vectors scaled to length 1 (zero vectors stay zero), made on first use: a
+        second V x D copy that saving or converting a file never needs."""
         norms = np.linalg.norm(self.matrix, axis=1, keepdims=True)
-        self.unit = self.matrix / np.where(norms > 0, norms, 1.0)
+        return self.matrix / np.where(norms > 0, norms, 1.0)
 
     def __len__(self) -> int:
         return len(self.words)

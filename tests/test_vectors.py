@@ -21,6 +21,19 @@ def test_round_trip_both_formats(tmp_path, name):
     np.testing.assert_allclose(loaded.matrix, vectors.matrix, atol=tolerance)
 
 
+def test_saving_and_loading_never_make_the_unit_vectors(tmp_path):
+    """The unit vectors are a second V x D copy, made only for queries: converting a
+    large file must not pay for it."""
+    vectors = sample_vectors()
+    vectors.save(tmp_path / "v.bin")
+    loaded = Vectors.load(tmp_path / "v.bin")
+    loaded.save(tmp_path / "v.txt", binary=False)
+    assert "unit" not in vars(vectors) and "unit" not in vars(loaded)
+    np.testing.assert_allclose(np.linalg.norm(loaded.unit, axis=1), 1.0, rtol=1e-6)
+    zero = Vectors(["z"], np.zeros((1, 3), np.float32))
+    assert np.array_equal(zero.unit, np.zeros((1, 3), np.float32))
+
+
 @pytest.mark.parametrize("binary", [True, False])
 def test_gensim_reads_ours_and_we_read_gensims(tmp_path, binary):
     from gensim.models import KeyedVectors
