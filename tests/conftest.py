@@ -11,6 +11,9 @@ import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
+# For tests that run CUDA kernels: they need the simulator (or a GPU run that sets it off).
+simulated = pytest.mark.skipif(os.environ.get("NUMBA_ENABLE_CUDASIM") != "1",
+                               reason="needs NUMBA_ENABLE_CUDASIM=1 (tests/conftest.py sets it)")
 
 
 def central_differences(function, array, picks=None, eps=1e-6):

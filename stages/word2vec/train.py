@@ -110,7 +110,7 @@ class Trainer:
         self.alpha = cfg.alpha or DEFAULT_ALPHA[cfg.model]
         self.total = cfg.epochs * tokens.size
         parts, self.blocks_per_chunk = self.chunk_layout()
-        block_words = max(cfg.chunk_words // self.blocks_per_chunk, 1)
+        block_words = cfg.chunk_words // self.blocks_per_chunk       # part_blocks takes 0 as 1
         self.plan = epoch_plan(offsets, parts, block_words)     # taken blocks_per_chunk at a time
 
     def chunk_layout(self) -> tuple[int, int]:
@@ -234,7 +234,7 @@ def run(cfg, inputs, out) -> dict:
 
 
 def train_epochs(trainer: Trainer, state: dict, out, identity: str) -> None:
-    cfg, blocks = trainer.cfg, len(trainer.plan)
+    cfg, block_count = trainer.cfg, len(trainer.plan)
     starts = np.append(trainer.plan[:, 2], trainer.tokens.size)  # of each block; the epoch's end
     done = int(state["epoch"]) * trainer.tokens.size + int(starts[int(state["block"])])
     bar = tqdm(total=trainer.total, initial=done, unit="w", unit_scale=True,
@@ -242,7 +242,7 @@ def train_epochs(trainer: Trainer, state: dict, out, identity: str) -> None:
     last_save = time.monotonic()
     while int(state["epoch"]) < cfg.epochs:
         first = int(state["block"])
-        last = min(first + trainer.blocks_per_chunk, blocks)
+        last = min(first + trainer.blocks_per_chunk, block_count)
         clock = time.perf_counter()
         trainer.run_chunk(state, first, last)
         trainer.check_finite(state)
@@ -250,10 +250,10 @@ def train_epochs(trainer: Trainer, state: dict, out, identity: str) -> None:
         bar.update(int(starts[last] - starts[first]))
         totals = state["counters"].sum(axis=0)
         bar.set_postfix(loss=f"{totals[0] / max(totals[1], 1):.4f}")
-        if last == blocks:
+        if last == block_count:
             finish_epoch(state)
         add_seconds(state, clock)
-        if last == blocks or time.monotonic() - last_save > 60 * cfg.checkpoint_minutes:
+        if last == block_count or time.monotonic() - last_save > 60 * cfg.checkpoint_minutes:
             clock = time.perf_counter()
             save_checkpoint(out, state, identity)
             add_seconds(state, clock)

@@ -1,17 +1,15 @@
 """The RNN LM's CUDA kernels under the CUDA simulator against the CPU kernels (float32, tiny
 sizes, several blocks), and compiled to PTX for sm_90."""
-import os
 
 import numpy as np
 import pytest
 
 from stages.rnnlm import cpu, data
 from stages.rnnlm.model import GATE_STORE, Optimiser
+from tests.conftest import simulated
 from tests.rnnlm.test_kernels import cell_problem, output_problem
 
 cuda = pytest.importorskip("numba.cuda")
-simulated = pytest.mark.skipif(os.environ.get("NUMBA_ENABLE_CUDASIM") != "1",
-                               reason="needs NUMBA_ENABLE_CUDASIM=1 (tests/conftest.py sets it)")
 TOLERANCE = {"rtol": 2e-5, "atol": 2e-6}
 
 

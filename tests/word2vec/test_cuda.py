@@ -11,11 +11,9 @@ import pytest
 from stages import vocab
 from stages.word2vec import cpu
 from stages.word2vec.rng import seed_states
-from tests.conftest import ROOT
+from tests.conftest import ROOT, simulated
 
 cuda = pytest.importorskip("numba.cuda")
-simulated = pytest.mark.skipif(os.environ.get("NUMBA_ENABLE_CUDASIM") != "1",
-                               reason="needs NUMBA_ENABLE_CUDASIM=1 (tests/conftest.py sets it)")
 
 
 def tiny_problem(seed, V=12, D=8, sentences=6, loss="hs"):

@@ -1,6 +1,5 @@
 """The word2vec stage: reproducibility, whole epochs, divergence, resume, and learning."""
 import json
-import os
 import time
 
 import numpy as np
@@ -11,6 +10,7 @@ from pipeline.store import StageDir
 from stages import corpus, vocab
 from stages.errors import InputError, TrainingDiverged
 from stages.word2vec import train
+from tests.conftest import simulated
 
 
 @pytest.fixture(scope="module")
@@ -69,12 +69,11 @@ def test_auto_device_falls_back_to_the_cpu_and_says_so(prepared, tmp_path):
     assert metrics["device"] == "cpu"
 
 
-@pytest.mark.parametrize("trainer_class", ["Trainer", "CudaTrainer"])
+@pytest.mark.parametrize("trainer_class",
+                         ["Trainer", pytest.param("CudaTrainer", marks=simulated)])
 def test_warming_up_changes_nothing(prepared, trainer_class):
     """run() compiles the kernels on a block without sentences before it starts the clock;
     that call must leave weights, counters and random states exactly as they were."""
-    if trainer_class == "CudaTrainer" and os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
-        pytest.skip("needs NUMBA_ENABLE_CUDASIM=1 (tests/conftest.py sets it)")
     cfg = Word2VecConfig(dim=16, threads=2, seed=3, model="cbow", loss="ns")
     words, counts = vocab.load_vocab(prepared["vocab"])
     tokens, offsets = corpus.load_split(prepared["corpus"], "train")
