@@ -1,7 +1,8 @@
 """word2vec: our CPU kernels against gensim, side by side on en-mix (5.4M words).
 
     python bench/word2vec_vs_gensim.py [--configs sg-hs,cbow-hs,sg-ns,cbow-ns] [--epochs 5]
-                                       [--threads 2] [--scaling-runs 3 | --no-scaling]
+                                       [--threads 2] [--seeds 3]
+                                       [--scaling-runs 3 | --no-scaling]
 
 Same settings for both: dim 100, window 5, min_count 5, sample 1e-3, negative 5 (NS),
 the whole corpus (no held-out lines). gensim runs in corpus_file mode with `workers`
@@ -20,6 +21,10 @@ words of equal count differently (ours: first seen first; gensim: last seen firs
 their 30,000 most frequent words differ among the rare ones at the cut and each answers a
 slightly different set of questions; "same-q" is the accuracy of each on the questions both
 answered.
+Both tools train once per seed (1, 2, ..., --seeds) and the table gives the means over the
+seeds of each quality figure and of each diff, the median words/s and the largest +MiB: one
+training's analogy accuracy moves by about half a point from seed to seed (gensim CBOW + HS,
+two workers, seeds 1-4: 13.3, 12.4, 12.7, 13.2%), so a single pair compares two draws.
 The scaling column reruns ours with one thread and with `threads` for one epoch each,
 alternately, --scaling-runs times (0: none), and gives the median ratio and the range:
 one pair of runs moves by 5-10% on a shared machine.
@@ -43,12 +48,12 @@ WORDSIM = SHARED_DATA / "eval" / "wordsim353.tsv"
 
 
 def train_ours(inputs: dict, out_dir: Path, model: str, loss: str, epochs: int, threads: int,
-               alpha: float = 0.0):
+               alpha: float = 0.0, seed: int = 1):
     """Runs in a child process: (raw words/s, seconds, peak MiB, vectors file)."""
     from pipeline.config import Word2VecConfig
     from pipeline.store import StageDir
     from stages.word2vec import train
-    cfg = Word2VecConfig(model=model, loss=loss, epochs=epochs, threads=threads, seed=1, alpha=alpha)
+    cfg = Word2VecConfig(model=model, loss=loss, epochs=epochs, threads=threads, seed=seed, alpha=alpha)
     # Load the compiled kernels first (a one-off second or so per process, from Numba's
     # cache), so that the memory figure is training's, not the compiler's (run() warms up
     # too, outside its clock, so the speed figure would not change).
@@ -71,11 +76,12 @@ def corpus_split(inputs):
     return corpus.load_split(inputs["corpus"], "train")
 
 
-def train_gensim(text: Path, out_dir: Path, model: str, loss: str, epochs: int, threads: int):
+def train_gensim(text: Path, out_dir: Path, model: str, loss: str, epochs: int, threads: int,
+                 seed: int = 1):
     from gensim.models import Word2Vec
     w2v = Word2Vec(vector_size=100, window=5, min_count=5, sample=1e-3, sg=int(model == "skipgram"),
                    hs=int(loss == "hs"), negative=5 if loss == "ns" else 0, workers=threads,
-                   epochs=epochs, seed=1)
+                   epochs=epochs, seed=seed)
     before = current_rss_mib()
     w2v.build_vocab(corpus_file=str(text))
     start = time.perf_counter()
@@ -126,39 +132,64 @@ def scaling_ratio(inputs: dict, scratch: Path, name: str, threads: int, runs: in
     return f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
 
 
+def compare_once(inputs: dict, text: Path, scratch: Path, name: str, args, seed: int) -> dict:
+    """Ours and gensim trained with one seed: their words/s, +MiB and quality figures."""
+    from stages.evaluate import shared_question_accuracy
+    model, loss = WORD2VEC_CONFIGS[name]
+    ours = in_child(train_ours, inputs, scratch / f"ours-{name}", model, loss, args.epochs,
+                    args.threads, args.ours_alpha, seed)
+    theirs = in_child(train_gensim, text, scratch / f"gensim-{name}", model, loss, args.epochs,
+                      args.threads, seed)
+    (a_ours, q_ours, w_ours), (a_theirs, q_theirs, w_theirs) = quality(ours[3]), quality(theirs[3])
+    s_ours, s_theirs, _ = shared_question_accuracy(a_ours, a_theirs)
+    print(f"{name} seed {seed}: Mw/s {ours[0] / 1e6:.3f} / {theirs[0] / 1e6:.3f}, analogy "
+          f"{100 * q_ours:.1f} / {100 * q_theirs:.1f}%, ws353 {w_ours:.3f} / {w_theirs:.3f} "
+          f"(ours / gensim)", flush=True)
+    return {"speed": (ours[0], theirs[0]), "mib": (ours[2], theirs[2]),
+            "analogy": (100 * q_ours, 100 * q_theirs), "same_q": (100 * s_ours, 100 * s_theirs),
+            "ws353": (w_ours, w_theirs)}
+
+
+def table_row(name: str, pairs: list[dict], scaling: str) -> list[str]:
+    """One row of HEADER from the per-seed comparisons."""
+    def mean(key, side):
+        return statistics.mean(pair[key][side] for pair in pairs)
+    speed = [statistics.median(pair["speed"][side] for pair in pairs) for side in (0, 1)]
+    row = [name, f"{speed[0] / 1e6:.3f}", f"{speed[1] / 1e6:.3f}", f"{speed[0] / speed[1]:.2f}x"]
+    for key, digits in (("analogy", 1), ("same_q", 1), ("ws353", 3)):
+        ours, theirs = mean(key, 0), mean(key, 1)
+        row += [f"{ours:.{digits}f}", f"{theirs:.{digits}f}", f"{ours - theirs:+.{digits}f}"]
+    largest = [max(pair["mib"][side] for pair in pairs) for side in (0, 1)]
+    return row + [scaling, f"{largest[0]:.0f}", f"{largest[1]:.0f}"]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", default=",".join(WORD2VEC_CONFIGS))
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=3,
+                        help="train each tool with seeds 1..N and average the quality figures")
     parser.add_argument("--scaling-runs", type=int, default=3)
     parser.add_argument("--no-scaling", dest="scaling_runs", action="store_const", const=0,
                         help="the same as --scaling-runs 0")
     parser.add_argument("--ours-alpha", type=float, default=0.0,
                         help="our starting learning rate (default 0: word2vec.c's per model)")
     args = parser.parse_args()
-    from stages.evaluate import shared_question_accuracy
     scratch = scratch_dir()
     text = concatenated_en_mix(scratch)
     inputs = word2vec_inputs(scratch, [text])
     rows = []
     for name in args.configs.split(","):
-        model, loss = WORD2VEC_CONFIGS[name]
-        ours = in_child(train_ours, inputs, scratch / f"ours-{name}", model, loss, args.epochs,
-                        args.threads, args.ours_alpha)
-        theirs = in_child(train_gensim, text, scratch / f"gensim-{name}", model, loss, args.epochs, args.threads)
-        (a_ours, q_ours, w_ours), (a_theirs, q_theirs, w_theirs) = quality(ours[3]), quality(theirs[3])
-        s_ours, s_theirs, _ = shared_question_accuracy(a_ours, a_theirs)
+        pairs = [compare_once(inputs, text, scratch, name, args, seed)
+                 for seed in range(1, args.seeds + 1)]
         scaling = scaling_ratio(inputs, scratch, name, args.threads, args.scaling_runs)
-        rows.append([name, f"{ours[0] / 1e6:.3f}", f"{theirs[0] / 1e6:.3f}", f"{ours[0] / theirs[0]:.2f}x",
-                     f"{100 * q_ours:.1f}", f"{100 * q_theirs:.1f}", f"{100 * (q_ours - q_theirs):+.1f}",
-                     f"{100 * s_ours:.1f}", f"{100 * s_theirs:.1f}", f"{100 * (s_ours - s_theirs):+.1f}",
-                     f"{w_ours:.3f}", f"{w_theirs:.3f}", f"{w_ours - w_theirs:+.3f}",
-                     scaling, f"{ours[2]:.0f}", f"{theirs[2]:.0f}"])
+        rows.append(table_row(name, pairs, scaling))
         print_table(HEADER, rows[-1:])
     print()
     print(f"en-mix, dim 100, window 5, min_count 5, sample 1e-3, {args.epochs} epochs, "
-          f"{args.threads} threads; words/s in millions of raw words")
+          f"{args.threads} threads, seeds 1-{args.seeds}; words/s in millions of raw words "
+          f"(median over the seeds), quality figures and diffs averaged over the seeds")
     print_table(HEADER, rows)
 
 
