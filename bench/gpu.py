@@ -66,12 +66,12 @@ def check_against_cpu(inputs: dict, model: str, loss: str, sentences: int = 500)
             head = tuple(cuda.to_device(a) if isinstance(a, np.ndarray) else a for a in trainer.head)
             args = (trainer.step, dv, dw, dc, cuda.to_device(tokens[:offsets[-1]]),
                     cuda.to_device(offsets), cuda.to_device(bounds), cuda.to_device(trainer.keep),
-                    head, 0, 5)
+                    head, trainer.private, 5)
             tail = (trainer.alpha, trainer.alpha * 1e-4, 0, offsets[-1], ds,
                     cuda.device_array((1, longest), np.int32))
         else:
             args = (trainer.step, v, w, counters, tokens, offsets, bounds, trainer.keep,
-                    trainer.head, 0, 5)
+                    trainer.head, trainer.private, 5)
             tail = (trainer.alpha, trainer.alpha * 1e-4, 0, offsets[-1], states)
         call = module.skipgram if model == "skipgram" else module.cbow
         if model == "skipgram":

@@ -43,14 +43,22 @@ COUNTERS = 5
 # The loss (a log per output unit) is computed for one prediction in this many: it would
 # otherwise cost about 40% of the training time, and a sample of millions is exact enough.
 LOSS_SAMPLE_EVERY = 16
-# With several threads, each trains on private copies of the PRIVATE_ROWS output rows that
-# all threads touch most (the inner nodes nearest the Huffman root; the most frequent words
-# as negatives) and adds its changes to the shared rows every SYNC_EVERY centre words. A row
-# is copied in on its first use after a merge and only the rows used go back, so a merge
-# costs the rows a thread touched, not all of them. With one thread nothing is private and
-# the updates are word2vec.c's.
-PRIVATE_ROWS = 256
-SYNC_EVERY = 1024
+# With several threads, each trains on private copies of the output rows that all threads
+# touch most (the inner nodes nearest the Huffman root; the most frequent words as
+# negatives) and adds its changes to the shared rows every so many centre words: the
+# kernels' `private` argument, (first private row, private rows, centre words between
+# merges). A row is copied in on its first use after a merge and only the rows used go
+# back, so a merge costs the rows a thread touched, not all of them. With one thread nothing
+# is private and the updates are word2vec.c's.
+# Measured with two threads on en-mix (one epoch, words/s): CBOW + HS gains 7-15% from 4096
+# rows merged every 16,384 centre words over 256 rows every 1,024, with the same analogy
+# and WordSim-353 scores over four seeds, and skip-gram + HS neither gains nor loses; with
+# negative sampling more rows cost more than they save (256 rows: 4.5, 1,024: 4.1, 4,096:
+# 3.3 Mw/s), as the negatives spread over the vocabulary and few rows are used often
+# enough between merges to repay their copies.
+HS_PRIVATE_ROWS, HS_MERGE_EVERY = 4096, 16384
+NS_PRIVATE_ROWS, NS_MERGE_EVERY = 256, 1024
+NO_PRIVATE_ROWS = (0, 0, 1)
 
 
 def element_pointer(context, builder, array_type, array, indices):
@@ -358,8 +366,8 @@ def cbow_sum_centre(output_step, vectors, buffer, n, i, radius, context, work, r
 
 @njit(fastmath=FASTMATH)
 def train_sentences(centre_step, output_step, vectors, weights, counters, tokens, offsets,
-                    blocks, next_block, keep, head, private_start, private_count, window,
-                    alpha_start, alpha_end, token_base, total_tokens, state):
+                    blocks, next_block, keep, head, private_start, private_count, merge_every,
+                    window, alpha_start, alpha_end, token_base, total_tokens, state):
     """One thread's work: blocks of sentences taken in turn from the shared next_block
     counter until none is left; each sentence subsampled, one centre_step per kept word
     with an effective window drawn from 1..window. Counters live in locals while it runs
@@ -384,7 +392,7 @@ def train_sentences(centre_step, output_step, vectors, weights, counters, tokens
                                  keep, rng)
             seen_total += seen
             for i in range(n):
-                if private_count > 0 and kept_total % SYNC_EVERY == 0:
+                if private_count > 0 and kept_total % merge_every == 0:
                     merge_private(weights, private_start, rows[2])
                 radius = window - below(rng, window)
                 with_loss = kept_total % LOSS_SAMPLE_EVERY == 0
@@ -411,41 +419,43 @@ def store_counters(counters, loss, sampled, predictions, seen, kept):
 
 @njit(parallel=True)
 def train_threads(centre_step, output_step, vectors, weights, counters, tokens, offsets,
-                  blocks, keep, head, private_start, window, alpha_start, alpha_end,
+                  blocks, keep, head, private, window, alpha_start, alpha_end,
                   token_base, total_tokens, rng_states):
     """One prange iteration per thread (rng_states.shape[0] of them), each taking blocks of
     sentences until none is left."""
     threads = rng_states.shape[0]
     next_block = padded(1, np.int64)
-    private_count = min(PRIVATE_ROWS if threads > 1 else 0, weights.shape[0] - private_start)
+    private_start, private_count, merge_every = private
+    private_count = min(private_count if threads > 1 else 0, weights.shape[0] - private_start)
     for t in prange(threads):
         train_sentences(centre_step, output_step, vectors, weights, counters[t], tokens,
                         offsets, blocks, next_block, keep, head, private_start, private_count,
-                        window, alpha_start, alpha_end, token_base, total_tokens,
+                        merge_every, window, alpha_start, alpha_end, token_base, total_tokens,
                         rng_states[t:t + 1])
 
 
 def skipgram(output_step, vectors, weights, counters, tokens, offsets, blocks, keep, head,
-             private_start, window, alpha_start, alpha_end, token_base, total_tokens,
-             rng_states):
+             private, window, alpha_start, alpha_end, token_base, total_tokens, rng_states):
     """vectors float32 [V, D], weights float32 [V-1 or V, D] (updated in place);
     counters float64 [T, COUNTERS] (accumulated); tokens int32 [N]; offsets int64 [S+1];
     blocks int64 [K, 3]: (first sentence, end sentence, position of the first sentence's
     first token in the epoch's training order), taken by the threads in turn (one thread:
     in order; see train.epoch_plan); token_base: epoch * N, the run position of the
     epoch's start; keep float32 [V]; head: the output step's arrays;
-    private_start: first of the output rows threads keep private copies of;
+    private: (first output row, output rows, centre words between merges) of the rows
+    each thread keeps private copies of when there are several threads (NO_PRIVATE_ROWS:
+    none);
     rng_states uint64 [T]: one per thread."""
     train_threads(skipgram_centre, output_step, vectors, weights, counters, tokens, offsets,
-                  blocks, keep, head, private_start, window, alpha_start, alpha_end,
+                  blocks, keep, head, private, window, alpha_start, alpha_end,
                   token_base, total_tokens, rng_states)
 
 
 def cbow(output_step, vectors, weights, counters, tokens, offsets, blocks, keep, head,
-         private_start, window, cbow_mean, alpha_start, alpha_end, token_base, total_tokens,
+         private, window, cbow_mean, alpha_start, alpha_end, token_base, total_tokens,
          rng_states):
     """As `skipgram`, plus cbow_mean (bool): average the context vectors (else sum)."""
     centre = cbow_mean_centre if cbow_mean else cbow_sum_centre
     train_threads(centre, output_step, vectors, weights, counters, tokens, offsets, blocks,
-                  keep, head, private_start, window, alpha_start, alpha_end, token_base,
+                  keep, head, private, window, alpha_start, alpha_end, token_base,
                   total_tokens, rng_states)

@@ -13,7 +13,7 @@ each launch trains one chunk of sentences with the learning rate fed by its argu
 
 The launchers `skipgram` and `cbow` take the CPU kernels' arguments (device arrays in place
 of host arrays); `output_step` (cpu.hs_step or cpu.ns_step) picks the output layer, and
-`private_start` is accepted and unused (the CPU's private hot rows fight cache-line sharing
+`private` is accepted and unused (the CPU's private hot rows fight cache-line sharing
 between cores, which a GPU does not have in that form).
 """
 import contextlib
@@ -270,7 +270,7 @@ def launch(output_step, skipgram, vectors, weights, counters, tokens, offsets, b
 
 
 def skipgram(output_step, vectors, weights, counters, tokens, offsets, blocks,
-             keep, head, private_start, window, alpha_start, alpha_end, token_base, total_tokens,
+             keep, head, private, window, alpha_start, alpha_end, token_base, total_tokens,
              rng_states, scratch):
     """As cpu.skipgram, on device arrays: blocks int64 [W, 3] gives each worker one block
     of sentences, rng_states uint64 [W] and counters float64 [W, COUNTERS] one row
@@ -282,7 +282,7 @@ def skipgram(output_step, vectors, weights, counters, tokens, offsets, blocks,
 
 
 def cbow(output_step, vectors, weights, counters, tokens, offsets, blocks, keep,
-         head, private_start, window, cbow_mean, alpha_start, alpha_end, token_base, total_tokens,
+         head, private, window, cbow_mean, alpha_start, alpha_end, token_base, total_tokens,
          rng_states, scratch):
     """As cpu.cbow, on device arrays (see `skipgram`)."""
     launch(output_step, False, vectors, weights, counters, tokens, offsets, blocks,

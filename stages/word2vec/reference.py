@@ -117,7 +117,7 @@ def train_sentences(centre_step, output_step, vectors, weights, counters, tokens
 
 
 def skipgram(output_step, vectors, weights, counters, tokens, offsets, blocks,
-             keep, head, private_start, window, alpha_start, alpha_end, token_base, total_tokens,
+             keep, head, private, window, alpha_start, alpha_end, token_base, total_tokens,
              rng_states):
     train_sentences(skipgram_centre, output_step, vectors, weights, counters, tokens, offsets,
                     blocks, keep, head, window, alpha_start, alpha_end, token_base,
@@ -125,7 +125,7 @@ def skipgram(output_step, vectors, weights, counters, tokens, offsets, blocks,
 
 
 def cbow(output_step, vectors, weights, counters, tokens, offsets, blocks,
-         keep, head, private_start, window, cbow_mean, alpha_start, alpha_end, token_base,
+         keep, head, private, window, cbow_mean, alpha_start, alpha_end, token_base,
          total_tokens, rng_states):
     def centre(*args):
         return cbow_centre(*args, cbow_mean)

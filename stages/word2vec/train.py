@@ -41,17 +41,19 @@ def resolve_threads(requested: int) -> int:
 
 
 def output_layer(cfg, counts: np.ndarray, huffman):
-    """(step function, head arrays, rows of the output weight matrix, first of the rows
-    threads keep private copies of).
+    """(step function, head arrays, rows of the output weight matrix, the kernels' `private`
+    argument: the rows threads keep private copies of and how often they merge them).
     huffman: the vocabulary stage's (codes, points, lengths), used for loss = "hs"."""
     step = cpu.hs_step if cfg.loss == "hs" else cpu.ns_step
     if cfg.loss == "hs":
         rows = max(counts.size - 1, 1)
         # the inner nodes nearest the root are the last created: the hottest rows
-        return step, tuple(huffman), rows, max(rows - cpu.PRIVATE_ROWS, 0)
+        private = (max(rows - cpu.HS_PRIVATE_ROWS, 0), cpu.HS_PRIVATE_ROWS, cpu.HS_MERGE_EVERY)
+        return step, tuple(huffman), rows, private
     accept, alias = vocab.negative_sampling_alias(counts)
     # the most frequent words (ids 0, 1, ...) are the most frequent negatives
-    return step, (accept, alias, np.int64(cfg.negative)), counts.size, 0
+    private = (0, cpu.NS_PRIVATE_ROWS, cpu.NS_MERGE_EVERY)
+    return step, (accept, alias, np.int64(cfg.negative)), counts.size, private
 
 
 def initial_state(cfg, V: int, output_rows: int, threads: int) -> dict:
@@ -105,7 +107,7 @@ class Trainer:
 
     def __init__(self, cfg, tokens, offsets, counts, huffman, threads: int):
         self.cfg, self.tokens, self.offsets, self.threads = cfg, tokens, offsets, threads
-        self.step, self.head, self.output_rows, self.private_start = output_layer(cfg, counts, huffman)
+        self.step, self.head, self.output_rows, self.private = output_layer(cfg, counts, huffman)
         self.keep = vocab.keep_probabilities(counts, cfg.sample)
         self.alpha = cfg.alpha or DEFAULT_ALPHA[cfg.model]
         self.total = cfg.epochs * tokens.size
@@ -133,7 +135,7 @@ class Trainer:
         cfg, epoch = self.cfg, int(state["epoch"])
         common = (self.step, state["vectors"], state["weights"], state["counters"],
                   self.tokens, self.offsets, blocks,
-                  self.keep, self.head, self.private_start, cfg.window)
+                  self.keep, self.head, self.private, cfg.window)
         schedule = (self.alpha, self.alpha * cfg.min_alpha_ratio, epoch * self.tokens.size,
                     self.total, state["rng_states"])
         if cfg.model == "skipgram":
@@ -181,7 +183,7 @@ class CudaTrainer(Trainer):
         blocks = cuda.to_device(blocks)
         common = (self.step, live["vectors"], live["weights"], live["counters"],
                   self.device["tokens"], self.device["offsets"], blocks, self.device["keep"],
-                  self.device_head, self.private_start, cfg.window)
+                  self.device_head, self.private, cfg.window)
         schedule = (self.alpha, self.alpha * cfg.min_alpha_ratio, epoch * self.tokens.size,
                     self.total, live["rng_states"], self.scratch)
         if cfg.model == "skipgram":

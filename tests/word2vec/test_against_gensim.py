@@ -58,7 +58,7 @@ def test_hs_updates_are_gensims_given_the_same_inputs(tmp_path, model):
     for epoch in range(epochs):
         args = (cpu.hs_step, vectors, weights, np.zeros((1, cpu.COUNTERS)), tokens, offsets,
                 np.array([[0, len(lines), 0]], np.int64), np.ones(len(index), np.float32),
-                gensim_head(w2v), 0, 1)
+                gensim_head(w2v), cpu.NO_PRIVATE_ROWS, 1)
         schedule = (0.025, 0.025, epoch * tokens.size, epochs * tokens.size, rng)
         if model == "cbow":
             cpu.cbow(*args, True, *schedule)

@@ -44,7 +44,7 @@ def run_both(model, loss, seed):
         v, w = vectors.copy(), weights.copy()
         counters, states = np.zeros((1, cpu.COUNTERS)), seed_states(seed, 1)
         extra = (np.zeros((1, 16), np.int32),) if module is gpu else ()
-        args = (step, v, w, counters, tokens, offsets, bounds, keep, head, 0, 3)
+        args = (step, v, w, counters, tokens, offsets, bounds, keep, head, cpu.NO_PRIVATE_ROWS, 3)
         schedule = (0.05, 0.0001, 0, 3 * tokens.size, states, *extra)
         if model == "skipgram":
             module.skipgram(*args, *schedule)
@@ -106,7 +106,7 @@ def test_many_workers_lower_the_loss_as_one_cpu_thread_does():
         for epoch in range(3):
             extra = (np.zeros((workers, 8), np.int32),) if module is gpu else ()
             module.skipgram(cpu.hs_step, v, w, counters, tokens, offsets, bounds,
-                            np.ones_like(keep), head, 0, 2, 1.0, 0.0001, epoch * tokens.size,
+                            np.ones_like(keep), head, cpu.NO_PRIVATE_ROWS, 2, 1.0, 0.0001, epoch * tokens.size,
                             3 * tokens.size, states, *extra)
         after[name] = skipgram_loss(v, w, tokens, offsets, head, 2)
     assert after["cpu"] < 0.8 * before and after["gpu"] < 0.8 * before

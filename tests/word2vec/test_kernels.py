@@ -39,7 +39,7 @@ def train_one_thread(module, model, tokens, offsets, blocks, vectors, weights, k
     """(vectors, weights, counters) after one thread trains `blocks` with HS, window 3."""
     v, w, counters = vectors.copy(), weights.copy(), np.zeros((1, cpu.COUNTERS))
     args = [module.hs_step, v, w, counters, tokens, offsets, blocks,
-            keep, head, 0, 3] + ([True] if model == "cbow" else [])
+            keep, head, cpu.NO_PRIVATE_ROWS, 3] + ([True] if model == "cbow" else [])
     getattr(module, model)(*args, 0.05, 0.0001, 0, 2 * tokens.size, rngmod.seed_states(11, 1))
     return v, w, counters
 
@@ -53,7 +53,7 @@ def run_both(model, step, counts, tokens, offsets, vectors, rng, keep, window=3,
         counters = np.zeros((1, cpu.COUNTERS))
         states = rngmod.seed_states(11, 1)
         args = [getattr(module, step), v, w, counters, tokens, offsets,
-                file_order(offsets, [0, offsets.size - 1]), keep, head, 0, window]
+                file_order(offsets, [0, offsets.size - 1]), keep, head, cpu.NO_PRIVATE_ROWS, window]
         if model == "cbow":
             args.append(cbow_mean)
         args += [0.05, 0.0001, 0, 2 * tokens.size, states]
