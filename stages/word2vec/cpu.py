@@ -28,7 +28,9 @@ FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 # counters' cache lines.
 
 # word2vec.c's MAX_EXP: past |h . w| >= 6 hierarchical softmax skips the node's update,
-# while negative sampling updates with sigma saturated to 0 or 1 (a quirk kept on purpose).
+# while negative sampling updates with sigma saturated to 0 or 1 (a quirk kept on purpose;
+# gensim skips such units instead, which raised skip-gram + NS's WordSim-353 from 0.405 to
+# 0.419 in an experiment: bench/RESULTS.md).
 SIGMOID_BOUND = 6.0
 # Per thread: loss sum over sampled predictions, sampled predictions, all predictions,
 # words seen (in the vocabulary), words kept after subsampling.
@@ -55,7 +57,8 @@ LOSS_SAMPLE_EVERY = 16
 # and WordSim-353 scores over four seeds, and skip-gram + HS neither gains nor loses; with
 # negative sampling more rows cost more than they save (256 rows: 4.5, 1,024: 4.1, 4,096:
 # 3.3 Mw/s), as the negatives spread over the vocabulary and few rows are used often
-# enough between merges to repay their copies.
+# enough between merges to repay their copies. A thread's private rows hold a copy and the
+# merge base of each row: 4,096 x D x 8 bytes, 3.2 MB at D = 100.
 HS_PRIVATE_ROWS, HS_MERGE_EVERY = 4096, 16384
 NS_PRIVATE_ROWS, NS_MERGE_EVERY = 256, 1024
 NO_PRIVATE_ROWS = (0, 0, 1)
