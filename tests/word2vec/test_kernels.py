@@ -276,6 +276,32 @@ def test_private_rows_merge_every_threads_changes():
     np.testing.assert_array_equal(privates[0][0][0], [3.0, 3.0, 3.0])
 
 
+@pytest.mark.parametrize("model, step", KERNELS)
+def test_private_rows_merged_during_a_run_change_only_rounding(model, step):
+    """Two threads keep private copies of five output rows and merge them every three
+    centre words; with a single block of sentences one thread trains it all (both start
+    from the same RNG state, so which one does not matter). Its copies and merges must
+    give the one-thread weights to float32 rounding: a delta lost or added twice at any
+    merge would not. The last sentence is long, so the last merge window trains words too."""
+    counts, tokens, offsets, vectors, rng = tiny_problem(4, sentences=(50, 1, 0, 70, 2, 130))
+    head, rows = heads(counts)[step]
+    weights = (rng.random((rows, vectors.shape[1]), dtype=np.float32) - 0.5) / vectors.shape[1]
+    first = rows - 5 if step == "hs_step" else 0      # the hottest rows, as train.output_layer
+    results = []
+    for private, threads in ((cpu.NO_PRIVATE_ROWS, 1), ((first, 5, 3), 2)):
+        v, w = vectors.copy(), weights.copy()
+        args = [getattr(cpu, step), v, w, np.zeros((threads, cpu.COUNTERS)), tokens, offsets,
+                file_order(offsets, [0, offsets.size - 1]), np.ones(counts.size, np.float32),
+                head, private, 3] + ([True] if model == "cbow" else [])
+        states = np.repeat(rngmod.seed_states(11, 1), threads)
+        getattr(cpu, model)(*args, 0.05, 0.0001, 0, 2 * tokens.size, states)
+        results.append((v, w))
+    (v1, w1), (v2, w2) = results
+    assert np.abs(w1[first:first + 5] - weights[first:first + 5]).max() > 1e-3   # rows trained
+    np.testing.assert_allclose(w2, w1, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(v2, v1, rtol=1e-5, atol=1e-6)
+
+
 def test_sigmoid_never_reads_past_its_table():
     """With bounds checking on, values just inside the bound (which round to the table's
     last position in float32) must not index past the table."""
