@@ -58,10 +58,20 @@ LOSS_SAMPLE_EVERY = 16
 # negative sampling more rows cost more than they save (256 rows: 4.5, 1,024: 4.1, 4,096:
 # 3.3 Mw/s), as the negatives spread over the vocabulary and few rows are used often
 # enough between merges to repay their copies. A thread's private rows hold a copy and the
-# merge base of each row: 4,096 x D x 8 bytes, 3.2 MB at D = 100.
-HS_PRIVATE_ROWS, HS_MERGE_EVERY = 4096, 16384
+# merge base of each row, 8 D bytes, and they pay only while they stay in the core's cache:
+# at D = 300 (CBOW + HS, two threads, one epoch, 2-3 runs each in two rounds, Mw/s)
+# 4,096 rows (9.8 MB) ran at 1.42-1.51, 2,048 (4.9 MB) at 1.53-1.65, 1,024 at 1.54-1.64
+# and 256 at 1.51-1.52 (one thread: 0.85).
+# So HS keeps at most HS_PRIVATE_ROWS rows and at most HS_PRIVATE_BYTES of them per thread:
+# 4,096 rows at D = 100, 2,184 at D = 300.
+HS_PRIVATE_ROWS, HS_PRIVATE_BYTES, HS_MERGE_EVERY = 4096, 5 << 20, 16384
 NS_PRIVATE_ROWS, NS_MERGE_EVERY = 256, 1024
 NO_PRIVATE_ROWS = (0, 0, 1)
+
+
+def hs_private_rows(dim: int) -> int:
+    """How many of the inner nodes nearest the root each thread keeps privately (see above)."""
+    return max(1, min(HS_PRIVATE_ROWS, HS_PRIVATE_BYTES // (8 * dim)))
 
 
 def element_pointer(context, builder, array_type, array, indices):

@@ -48,7 +48,8 @@ def output_layer(cfg, counts: np.ndarray, huffman):
     if cfg.loss == "hs":
         rows = max(counts.size - 1, 1)
         # the inner nodes nearest the root are the last created: the hottest rows
-        private = (max(rows - cpu.HS_PRIVATE_ROWS, 0), cpu.HS_PRIVATE_ROWS, cpu.HS_MERGE_EVERY)
+        count = cpu.hs_private_rows(cfg.dim)
+        private = (max(rows - count, 0), count, cpu.HS_MERGE_EVERY)
         return step, tuple(huffman), rows, private
     accept, alias = vocab.negative_sampling_alias(counts)
     # the most frequent words (ids 0, 1, ...) are the most frequent negatives

@@ -9,7 +9,7 @@ from pipeline.config import CorpusConfig, VocabConfig, Word2VecConfig
 from pipeline.store import StageDir
 from stages import corpus, vocab
 from stages.errors import InputError, TrainingDiverged
-from stages.word2vec import train
+from stages.word2vec import cpu, train
 from tests.conftest import simulated
 
 
@@ -155,6 +155,20 @@ def test_killed_two_thread_run_resumes_at_its_block_and_reads_every_word_once(pr
     tokens, _ = corpus.load_split(prepared["corpus"], "train")
     in_vocab = int((tokens < metrics["vocab_size"]).sum())
     assert metrics["words_per_epoch"] == [in_vocab] * 3
+
+
+@pytest.mark.parametrize("dim", [1, 100, 300, 1000, 10**7])
+def test_hs_private_rows_are_the_hottest_within_the_byte_budget(dim):
+    """Each thread keeps the inner nodes nearest the root (the last rows) privately: as many
+    as HS_PRIVATE_ROWS and HS_PRIVATE_BYTES allow (copy and merge base, 8 D bytes a row),
+    and at least one."""
+    counts = np.arange(10_000, 0, -1, dtype=np.int64)
+    cfg = Word2VecConfig(loss="hs", dim=dim)
+    _, _, rows, (first, count, merge_every) = train.output_layer(cfg, counts, vocab.build_huffman(counts))
+    assert rows == counts.size - 1 and first == rows - count and merge_every >= 1
+    fits = 8 * dim * count <= cpu.HS_PRIVATE_BYTES
+    assert count == cpu.HS_PRIVATE_ROWS and fits or count == 1 and not fits or (
+        fits and 8 * dim * (count + 1) > cpu.HS_PRIVATE_BYTES)
 
 
 def test_one_part_plans_the_file_order_in_blocks_of_about_the_size_asked():
