@@ -52,21 +52,16 @@ LOSS_SAMPLE_EVERY = 16
 # merges). A row is copied in on its first use after a merge and only the rows used go
 # back, so a merge costs the rows a thread touched, not all of them. With one thread nothing
 # is private and the updates are word2vec.c's.
-# Measured with two threads on en-mix (one epoch, words/s): CBOW + HS gains 7-15% from 4096
-# rows merged every 16,384 centre words over 256 rows every 1,024, with the same analogy
-# and WordSim-353 scores over four seeds, and skip-gram + HS neither gains nor loses; with
-# negative sampling more rows cost more than they save (256 rows: 4.5, 1,024: 4.1, 4,096:
-# 3.3 Mw/s), as the negatives spread over the vocabulary and few rows are used often
-# enough between merges to repay their copies. A thread's private rows hold a copy and the
-# merge base of each row, 8 D bytes, and they pay only while they stay in the core's cache:
-# at D = 300 (CBOW + HS, two threads, one epoch, 2-3 runs each in two rounds, Mw/s)
-# 4,096 rows (9.8 MB) ran at 1.42-1.51, 2,048 (4.9 MB) at 1.53-1.65, 1,024 at 1.54-1.64
-# and 256 at 1.51-1.52 (one thread: 0.85).
-# So HS keeps at most HS_PRIVATE_ROWS rows and at most HS_PRIVATE_BYTES of them per thread:
-# 4,096 rows at D = 100, 2,184 at D = 300.
+# How many rows, and how often they merge (the runs are in bench/RESULTS.md): every HS
+# prediction goes through the nodes nearest the root, and CBOW + HS ran 7-15% faster with
+# 4,096 private rows merged every 16,384 centre words than with 256 every 1,024, with the
+# same scores. A private row holds a copy and a merge base (8 D bytes) and pays only while
+# it stays in the core's cache, so HS keeps at most HS_PRIVATE_BYTES of them: at D = 300,
+# 4,096 rows (9.8 MB) ran slower than 2,048. Negative sampling's rows spread over the
+# vocabulary, and more than 256 cost more than they saved.
 HS_PRIVATE_ROWS, HS_PRIVATE_BYTES, HS_MERGE_EVERY = 4096, 5 << 20, 16384
 NS_PRIVATE_ROWS, NS_MERGE_EVERY = 256, 1024
-NO_PRIVATE_ROWS = (0, 0, 1)
+NO_PRIVATE_ROWS = (0, 0, 1)                 # `private` when no row is private
 
 
 def hs_private_rows(dim: int) -> int:
