@@ -40,7 +40,7 @@ def resolve_threads(requested: int) -> int:
     return available if requested == 0 else requested
 
 
-def output_layer(cfg, counts: np.ndarray, huffman):
+def output_layer(cfg, counts: np.ndarray, huffman, threads: int):
     """(step function, head arrays, rows of the output weight matrix, the kernels' `private`
     argument: the rows threads keep private copies of and how often they merge them).
     huffman: the vocabulary stage's (codes, points, lengths), used for loss = "hs"."""
@@ -48,8 +48,8 @@ def output_layer(cfg, counts: np.ndarray, huffman):
     if cfg.loss == "hs":
         rows = max(counts.size - 1, 1)
         # the inner nodes nearest the root are the last created: the hottest rows
-        count = cpu.hs_private_rows(cfg.dim)
-        private = (max(rows - count, 0), count, cpu.HS_MERGE_EVERY)
+        count, merge_every = cpu.hs_private_rows(cfg.dim, threads)
+        private = (max(rows - count, 0), count, merge_every)
         return step, tuple(huffman), rows, private
     accept, alias = vocab.negative_sampling_alias(counts)
     # the most frequent words (ids 0, 1, ...) are the most frequent negatives
@@ -108,7 +108,8 @@ class Trainer:
 
     def __init__(self, cfg, tokens, offsets, counts, huffman, threads: int):
         self.cfg, self.tokens, self.offsets, self.threads = cfg, tokens, offsets, threads
-        self.step, self.head, self.output_rows, self.private = output_layer(cfg, counts, huffman)
+        self.step, self.head, self.output_rows, self.private = output_layer(cfg, counts, huffman,
+                                                                            threads)
         self.keep = vocab.keep_probabilities(counts, cfg.sample)
         self.alpha = cfg.alpha or DEFAULT_ALPHA[cfg.model]
         self.total = cfg.epochs * tokens.size

@@ -157,17 +157,21 @@ def test_killed_two_thread_run_resumes_at_its_block_and_reads_every_word_once(pr
     assert metrics["words_per_epoch"] == [in_vocab] * 3
 
 
+@pytest.mark.parametrize("threads", [2, 16])
 @pytest.mark.parametrize("dim", [1, 100, 300, 1000, 10**7])
-def test_hs_private_rows_are_the_hottest_within_the_byte_budget(dim):
+def test_hs_private_rows_are_the_hottest_within_the_byte_budget(dim, threads):
     """Each thread keeps the inner nodes nearest the root (the last rows) privately: as many
     as HS_PRIVATE_ROWS and HS_PRIVATE_BYTES allow (copy and merge base, 8 D bytes a row),
-    and at least one."""
+    and at least one; more than two threads keep fewer rows and merge them more often."""
     counts = np.arange(10_000, 0, -1, dtype=np.int64)
     cfg = Word2VecConfig(loss="hs", dim=dim)
-    _, _, rows, (first, count, merge_every) = train.output_layer(cfg, counts, vocab.build_huffman(counts))
-    assert rows == counts.size - 1 and first == rows - count and merge_every >= 1
+    _, _, rows, (first, count, merge_every) = train.output_layer(
+        cfg, counts, vocab.build_huffman(counts), threads)
+    cap, interval = ((cpu.HS_PRIVATE_ROWS, cpu.HS_MERGE_EVERY) if threads <= 2 else
+                     (cpu.HS_MANY_THREADS_ROWS, cpu.HS_MANY_THREADS_MERGE_EVERY))
+    assert rows == counts.size - 1 and first == rows - count and merge_every == interval
     fits = 8 * dim * count <= cpu.HS_PRIVATE_BYTES
-    assert count == cpu.HS_PRIVATE_ROWS and fits or count == 1 and not fits or (
+    assert count == cap and fits or count == 1 and not fits or (
         fits and 8 * dim * (count + 1) > cpu.HS_PRIVATE_BYTES)
 
 
