@@ -60,18 +60,15 @@ LOSS_SAMPLE_EVERY = 16
 # 4,096 rows (9.8 MB) ran slower than 2,048. Negative sampling's rows spread over the
 # vocabulary, and more than 256 cost more than they saved.
 # Each thread adds a delta computed on its own stale copy, so the longer HS setting holds
-# only for two threads, where it was measured. With 16 threads (five epochs of en-mix,
-# bench/gpu.py's CPU runs) it trained HS to 3.1% analogy (skip-gram) and 0.2% (CBOW); 256
-# rows merged every 1,024 centre words, which more threads keep, reach 10.3% and 7.2% at
-# 4.1 and 9.7M words/s; no private rows at all 15.3% and 12.3%, but at 0.32 and 1.6M
-# words/s, as 16 cores fight over the root's cache lines.
+# only for two threads, where it was measured: with 16 it wrecked training (3.1% analogy,
+# skip-gram + HS), and more threads keep 256 rows merged every 1,024 centre words.
 HS_PRIVATE_ROWS, HS_PRIVATE_BYTES, HS_MERGE_EVERY = 4096, 5 << 20, 16384
 HS_MANY_THREADS_ROWS, HS_MANY_THREADS_MERGE_EVERY = 256, 1024
 NS_PRIVATE_ROWS, NS_MERGE_EVERY = 256, 1024
 NO_PRIVATE_ROWS = (0, 0, 1)                 # `private` when no row is private
 
 
-def hs_private_rows(dim: int, threads: int = 2) -> tuple[int, int]:
+def hs_private_rows(dim: int, threads: int) -> tuple[int, int]:
     """(inner nodes nearest the root each thread keeps privately, centre words between its
     merges): see above."""
     if threads > 2:
