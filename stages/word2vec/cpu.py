@@ -426,6 +426,9 @@ def train_sentences(centre_step, output_step, vectors, weights, counters, tokens
     work = (padded(vectors.shape[1], np.float32), padded(vectors.shape[1], np.float32))
     loss, sampled, predictions = counters[0], np.int64(counters[1]), np.int64(counters[2])
     seen_total, kept_total = np.int64(counters[3]), np.int64(counters[4])
+    # merges fall on the multiples of merge_every in kept_total: the next one, compared
+    # per centre word in place of a division
+    next_merge = -(-kept_total // merge_every) * merge_every
     block = fetch_add(next_block, 0, np.int64(1))
     while block < blocks.shape[0]:
         first, end = blocks[block, 0], blocks[block, 1]
@@ -436,8 +439,9 @@ def train_sentences(centre_step, output_step, vectors, weights, counters, tokens
                                  keep, rng)
             seen_total += seen
             for i in range(n):
-                if private_count > 0 and kept_total % merge_every == 0:
+                if private_count > 0 and kept_total == next_merge:
                     merge_private(weights, private_start, rows[2], True)
+                    next_merge += merge_every
                 radius = window - below(rng, window)
                 with_loss = kept_total % LOSS_SAMPLE_EVERY == 0
                 centre_loss, made = centre_step(output_step, vectors, buffer, n, i, radius,

@@ -277,16 +277,16 @@ def test_private_rows_merge_every_threads_changes():
     np.testing.assert_array_equal(privates[0][0][0], [3.0, 3.0, 3.0])
 
 
-def moved_by_threads(target, threads, counted=True):
+def moved_by_threads(threads, counted=True):
     """Row 0 of a [1, 2] matrix, private to `threads` threads, each of which moves its copy
-    from 0 to `target` with one output unit: (shared matrix, rows of each thread)."""
+    from 0 to 1 with one output unit: (shared matrix, rows of each thread)."""
     shared = np.zeros((1, 2), np.float32)
     holders = np.zeros(1 if counted else 0, np.int64)
     rows = [(shared, np.int64(0), cpu.private_rows(1, 2, holders)) for _ in range(threads)]
     h = np.ones(2, np.float32)
     for thread_rows in rows:
         # label 1 at h . w = 0: the row moves by alpha / 2 * h
-        cpu.output_unit(h, np.zeros(2, np.float32), thread_rows, 0, 1, 2 * target, False, False)
+        cpu.output_unit(h, np.zeros(2, np.float32), thread_rows, 0, 1, 2.0, False, False)
     return shared, rows
 
 
@@ -294,7 +294,7 @@ def test_merge_divides_a_change_by_its_holders_less_one():
     """Four threads hold the row and each moved it from 0 to 1: added whole, the changes
     would take it to 4. Each is divided by the holders at its merge less one (at least 1):
     4 - 1, then 3 - 1 (the first released it), then 1 and 1."""
-    shared, rows = moved_by_threads(1.0, 4)
+    shared, rows = moved_by_threads(4)
     assert rows[0][2][5][0] == 4                                    # holders counted
     for thread_rows in rows:
         cpu.merge_private(shared, 0, thread_rows[2], True)
@@ -304,7 +304,7 @@ def test_merge_divides_a_change_by_its_holders_less_one():
 
 def test_last_merge_keeps_holding_so_every_thread_gets_the_same_share():
     """The last merge of a kernel call does not release: four holders each add a third."""
-    shared, rows = moved_by_threads(1.0, 4)
+    shared, rows = moved_by_threads(4)
     for thread_rows in rows:
         cpu.merge_private(shared, 0, thread_rows[2], False)
     np.testing.assert_allclose(shared[0], 4 / 3, rtol=1e-6)
@@ -312,7 +312,7 @@ def test_last_merge_keeps_holding_so_every_thread_gets_the_same_share():
 
 @pytest.mark.parametrize("threads, counted", [(2, True), (3, False)])
 def test_changes_go_whole_with_two_holders_or_uncounted(threads, counted):
-    shared, rows = moved_by_threads(1.0, threads, counted)
+    shared, rows = moved_by_threads(threads, counted)
     for thread_rows in rows:
         cpu.merge_private(shared, 0, thread_rows[2], False)
     np.testing.assert_allclose(shared[0], threads, rtol=1e-6)
@@ -323,9 +323,10 @@ def test_changes_go_whole_with_two_holders_or_uncounted(threads, counted):
 def test_private_rows_merged_during_a_run_change_only_rounding(model, step, threads):
     """Two or three threads (the latter count holders) keep private copies of five output
     rows and merge them every three centre words; with a single block of sentences one
-    thread trains it all (all start from the same RNG state, so which one does not matter). Its copies and merges must
-    give the one-thread weights to float32 rounding: a delta lost or added twice at any
-    merge would not. The last sentence is long, so the last merge window trains words too."""
+    thread trains it all (all start from the same RNG state, so which one does not
+    matter). Its copies and merges must give the one-thread weights to float32 rounding:
+    a delta lost or added twice at any merge would not. The last sentence is long, so the
+    last merge window trains words too."""
     counts, tokens, offsets, vectors, rng = tiny_problem(4, sentences=(50, 1, 0, 70, 2, 130))
     head, rows = heads(counts)[step]
     weights = (rng.random((rows, vectors.shape[1]), dtype=np.float32) - 0.5) / vectors.shape[1]
