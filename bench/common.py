@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import atexit
+import os
 import resource
 import shutil
 import tempfile
@@ -9,7 +10,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+# the shared data beside the repository, or wherever BENCH_DATA points (a machine where the
+# repository travels alone)
+SHARED_DATA = Path(os.environ.get("BENCH_DATA", ROOT.parent / "shared" / "data"))
 EN_MIX = SHARED_DATA / "corpora" / "en-mix"
 # the word2vec configurations the benchmarks compare: name -> (model, loss)
 WORD2VEC_CONFIGS = {"sg-hs": ("skipgram", "hs"), "cbow-hs": ("cbow", "hs"),
@@ -18,7 +21,8 @@ WORD2VEC_CONFIGS = {"sg-hs": ("skipgram", "hs"), "cbow-hs": ("cbow", "hs"),
 
 def require(path: Path) -> Path:
     if not path.exists():
-        raise SystemExit(f"benchmark data {path} is missing (expected ../shared/data beside the repo)")
+        raise SystemExit(f"benchmark data {path} is missing (expected ../shared/data beside the "
+                         f"repo, or set BENCH_DATA to that folder)")
     return path
 
 

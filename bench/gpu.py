@@ -2,9 +2,12 @@
 
 1. Check: on the first 500 sentences of the corpus, one GPU worker against one CPU
    thread (same random draws): the largest difference of the trained vectors.
-2. Time word2vec (skip-gram + HS, CBOW + HS, skip-gram + NS; dim 100, window 5, min_count 5,
-   sample 1e-3, 5 epochs) on the GPU and on every CPU core of the same machine, with
-   questions-words analogy accuracy for both.
+2. Time word2vec (skip-gram + HS, CBOW + HS, skip-gram + NS by default; dim 100, window 5,
+   min_count 5, sample 1e-3, 5 epochs) on the GPU and on every CPU core of the same
+   machine, with questions-words analogy accuracy for both. The GPU epoch loop's parts
+   besides the kernels (checks, copies to the host, checkpoints) are timed, and the loop
+   is timed once more copying both matrices to the host after every chunk, as it did
+   before its finiteness check ran on the device.
 
 3. The RNN LM: one training window (B 32, T 35, V 10,002, D 128, H 256) timed on the GPU
    and on every CPU core, with the largest gradient difference between the two.
@@ -12,15 +15,17 @@
    tokens/s and test perplexity, the CPU stage beside it with --rnnlm-cpu.
 5. Registers, local memory (spills) and shared memory per thread of every compiled kernel.
 
-    python bench/gpu.py --data DIR [--epochs 5] [--configs sg-hs,cbow-hs,sg-ns]
+    python bench/gpu.py --data DIR [--epochs 5] [--configs sg-hs,cbow-hs,sg-ns] [--no-registers]
     python bench/gpu.py --rnnlm-only [--brown FILE] [--lm-epochs 1] [--rnnlm-cpu]
+    bash bench/device_run.sh       # on a machine where the repository travels alone
 
 DIR holds the corpus text files (en-mix) and questions-words.txt; by default
-../shared/data/corpora/en-mix and ../shared/data/eval.
+../shared/data/corpora/en-mix and ../shared/data/eval (or $BENCH_DATA/...).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -85,7 +90,8 @@ def check_against_cpu(inputs: dict, model: str, loss: str, sentences: int = 500)
 
 
 def train_and_score(inputs: dict, root: Path, name: str, device: str, epochs: int,
-                    questions: Path, workers: int = 0) -> dict:
+                    questions: Path | None, workers: int = 0) -> dict:
+    """Train one configuration; analogy accuracy too unless questions is None."""
     model, loss = WORD2VEC_CONFIGS[name]
     out = root / f"{name}-{device}"
     cfg = Word2VecConfig(model=model, loss=loss, epochs=epochs, device=device, seed=1,
@@ -93,10 +99,43 @@ def train_and_score(inputs: dict, root: Path, name: str, device: str, epochs: in
                          chunk_words=5_000_000 if device == "cuda" else 1_000_000)
     train.run(cfg, inputs, StageDir(out, quiet=True, fingerprint="bench"))
     metrics = json.loads((out / "metrics.json").read_text())
-    vectors = Vectors.load(out / "vectors.bin")
-    accuracy = evaluate.evaluate_analogies(vectors, evaluate.read_analogies(questions), 30000, True)
-    return {"words_per_second": metrics["raw_words_per_second"], "seconds": metrics["seconds"],
-            "analogy": accuracy["analogy_accuracy"], "threads": metrics["threads"]}
+    result = {"words_per_second": metrics["raw_words_per_second"], "seconds": metrics["seconds"],
+              "threads": metrics["threads"]}
+    if questions is not None:
+        vectors = Vectors.load(out / "vectors.bin")
+        result["analogy"] = evaluate.evaluate_analogies(
+            vectors, evaluate.read_analogies(questions), 30000, True)["analogy_accuracy"]
+    return result
+
+
+def timed(function, totals: dict, key: str):
+    """function, adding the seconds of each call to totals[key]."""
+    def wrapper(*args, **kwargs):
+        clock = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            totals[key] = totals.get(key, 0.0) + time.perf_counter() - clock
+    return wrapper
+
+
+@contextlib.contextmanager
+def gpu_loop_parts_timed(totals: dict, copy_every_chunk: bool = False):
+    """Time the GPU epoch loop's parts besides the kernels: the finiteness checks, the
+    weights' copies to the host (for checkpoints) and the checkpoints' writes. With
+    copy_every_chunk, each check copies both matrices to the host and checks them there,
+    as the loop did before the check ran on the device."""
+    from unittest import mock
+    sync = train.CudaTrainer.sync_to_host
+    with contextlib.ExitStack() as stack:
+        if copy_every_chunk:
+            stack.enter_context(mock.patch.object(
+                train.CudaTrainer, "weights_finite",
+                lambda self, state: (sync(self, state), train.Trainer.weights_finite(self, state))[1]))
+        for owner, name in ((train.CudaTrainer, "check_finite"), (train.CudaTrainer, "sync_to_host"),
+                            (train, "save_checkpoint")):
+            stack.enter_context(mock.patch.object(owner, name, timed(getattr(owner, name), totals, name)))
+        yield totals
 
 
 def rnnlm_step(cell: str, output: str, windows: int = 20) -> dict:
@@ -191,6 +230,7 @@ def main():
                         help="the Brown corpus for the rnnlm stage run")
     parser.add_argument("--lm-epochs", type=int, default=1)
     parser.add_argument("--rnnlm-cpu", action="store_true", help="run the rnnlm stage on the CPU too")
+    parser.add_argument("--no-registers", action="store_true", help="skip the register report")
     args = parser.parse_args()
     if args.rnnlm_only:
         for cell, output in (("lstm", "softmax"), ("lstm", "hs"), ("gru", "hs")):
@@ -218,30 +258,47 @@ def main():
         workers = per_sm * device.MULTIPROCESSOR_COUNT
         print(f"\n{workers} GPU workers ({per_sm} per SM)")
         compare(inputs, root, args, questions, workers)
-    register_report()
+    if not args.no_registers:
+        register_report()
 
 
 def compare(inputs, root, args, questions, workers):
-    rows = []
+    rows, loop_rows = [], []
     for name in args.configs.split(","):
-        train_and_score(inputs, root, name, "cuda", 1, questions, workers)    # compiles
-        gpu = train_and_score(inputs, root, name, "cuda", args.epochs, questions, workers)
+        train_and_score(inputs, root, name, "cuda", 1, None, workers)    # compiles
+        with gpu_loop_parts_timed({}, copy_every_chunk=True) as before:
+            previous_loop = train_and_score(inputs, root, name, "cuda", args.epochs, None, workers)
+        with gpu_loop_parts_timed({}) as parts:
+            gpu = train_and_score(inputs, root, name, "cuda", args.epochs, questions, workers)
+        loop_rows.append([name, f"{gpu['words_per_second'] / 1e6:.2f}", f"{gpu['seconds']:.2f}",
+                          *(f"{parts.get(key, 0.0):.2f}" for key in LOOP_PARTS),
+                          f"{previous_loop['words_per_second'] / 1e6:.2f}",
+                          f"{before.get('check_finite', 0.0):.2f}"])
+        print(loop_rows[-1], flush=True)
         if args.gpu_only:
             print(f"{name}: GPU {gpu['words_per_second'] / 1e6:.2f} Mw/s, analogy "
                   f"{100 * gpu['analogy']:.1f}%", flush=True)
             continue
-        train_and_score(inputs, root, name, "cpu", 1, questions)
+        train_and_score(inputs, root, name, "cpu", 1, None)
         host = train_and_score(inputs, root, name, "cpu", args.epochs, questions)
         rows.append([name, f"{gpu['words_per_second'] / 1e6:.2f}", f"{host['words_per_second'] / 1e6:.2f}",
                      f"{gpu['words_per_second'] / host['words_per_second']:.1f}x",
                      f"{100 * gpu['analogy']:.1f}", f"{100 * host['analogy']:.1f}",
                      f"{100 * (gpu['analogy'] - host['analogy']):+.1f}", host["threads"]])
         print(rows[-1], flush=True)
+    print(f"\nthe GPU epoch loop, {args.epochs} epochs: seconds in all and in its parts besides "
+          "the kernels; then the loop as it was, copying both matrices to the host after "
+          "every chunk for the check")
+    print_table(["config", "GPU Mw/s", "loop s", "checks s", "host copies s", "checkpoints s",
+                 "copy-every-chunk Mw/s", "its checks s"], loop_rows)
     if not rows:
         return
     print(f"\nword2vec, {args.epochs} epochs, raw words/s in millions")
     print_table(["config", "GPU Mw/s", "CPU Mw/s", "GPU/CPU", "GPU analogy %", "CPU analogy %",
                  "diff", "CPU threads"], rows)
+
+
+LOOP_PARTS = ("check_finite", "sync_to_host", "save_checkpoint")
 
 
 if __name__ == "__main__":

@@ -290,9 +290,30 @@ def cbow(output_step, vectors, weights, counters, tokens, offsets, blocks, keep,
            rng_states, scratch)
 
 
+@cuda.jit
+def flag_nonfinite(values, flag):
+    """flag[0] = 1 if any entry of the 1-D `values` is NaN or infinite (grid-stride loop;
+    every thread that finds one writes the same 1, so no atomics are needed)."""
+    for i in range(cuda.grid(1), values.size, cuda.gridsize(1)):
+        if not math.isfinite(values[i]):
+            flag[0] = 1
+
+
+def all_finite(*matrices, most_blocks: int = 1024) -> bool:
+    """Whether every entry of the contiguous device arrays is finite, read on the device
+    so that only one int32 crosses to the host (reference: np.isfinite(a).all())."""
+    flag = cuda.to_device(np.zeros(1, np.int32))
+    for matrix in matrices:
+        values = matrix.reshape(matrix.size)
+        blocks = max(1, min(most_blocks, -(-values.size // 256)))
+        flag_nonfinite[blocks, 256](values, flag)
+    return int(flag.copy_to_host()[0]) == 0
+
+
 def kernel_signatures() -> dict:
-    """{name: (kernel, argument types)} for every training kernel, with the argument types
-    of a real run (float32 weights, int32 tokens, ...)."""
+    """{name: (kernel, argument types)} for every kernel (the four training kernels and
+    the finiteness check), with the argument types of a real run (float32 weights, int32
+    tokens, ...)."""
     from numba import typeof
     V, D, L = 10, 100, 4
     common = (np.zeros((V, D), np.float32), np.zeros((V, D), np.float32),
@@ -307,11 +328,13 @@ def kernel_signatures() -> dict:
     for (step, skipgram), kernel in KERNELS.items():
         name = f"{'skipgram' if skipgram else 'cbow'}_{'hs' if step is cpu.hs_step else 'ns'}"
         signatures[name] = (kernel, tuple(typeof(a) for a in (*common, *heads[step], *tail)))
+    signatures["flag_nonfinite"] = (flag_nonfinite, (typeof(common[0].reshape(-1)),
+                                                     typeof(np.zeros(1, np.int32))))
     return signatures
 
 
 def compile_all_ptx(cc=(9, 0)) -> dict[str, str]:
-    """PTX of every training kernel for compute capability `cc`. Needs no GPU, only
+    """PTX of every kernel for compute capability `cc`. Needs no GPU, only
     numba-cuda and NVVM."""
     ptx = {}
     with device_functions_compile_for(cc):

@@ -146,16 +146,24 @@ class Trainer:
             cpu.cbow(*common, cfg.cbow_mean, *schedule)
 
     def check_finite(self, state: dict) -> None:
-        if not (np.isfinite(state["vectors"]).all() and np.isfinite(state["weights"]).all()):
+        if not self.weights_finite(state):
             raise TrainingDiverged(
                 f"word2vec diverged: weights became NaN/inf in epoch {int(state['epoch']) + 1}; "
                 f"lower word2vec.alpha (now {self.alpha})")
 
+    def weights_finite(self, state: dict) -> bool:
+        return bool(np.isfinite(state["vectors"]).all() and np.isfinite(state["weights"]).all())
+
+    def sync_to_host(self, state: dict) -> None:
+        """Make state's weights current before they are saved (here they always are)."""
+
 
 class CudaTrainer(Trainer):
     """The same schedule on the GPU: corpus, tables and weights stay on the device; each
-    chunk is one launch over `threads` workers (warps); the weights come back to the host
-    after each chunk for the finiteness check and the checkpoints."""
+    chunk is one launch over `threads` workers (warps). The finiteness check after each
+    chunk runs on the device; the weights come back to the host only for checkpoints and
+    the outputs (sync_to_host; the loop ends with an epoch, whose checkpoint syncs): copying
+    both matrices after every chunk cost 2-8% of the words/s (bench/RESULTS.md)."""
 
     def __init__(self, cfg, tokens, offsets, counts, huffman, threads: int):
         from numba import cuda
@@ -192,8 +200,18 @@ class CudaTrainer(Trainer):
             self.kernels.skipgram(*common, *schedule)
         else:
             self.kernels.cbow(*common, cfg.cbow_mean, *schedule)
-        for name, array in live.items():
-            array.copy_to_host(state[name])
+        for name in ("counters", "rng_states"):
+            live[name].copy_to_host(state[name])
+
+    def weights_finite(self, state: dict) -> bool:
+        if self.weights_on_device is None:     # nothing trained yet: the host copy is current
+            return super().weights_finite(state)
+        return self.kernels.all_finite(*self.weights_on_device.values())
+
+    def sync_to_host(self, state: dict) -> None:
+        if self.weights_on_device is not None:
+            for name, array in self.weights_on_device.items():
+                array.copy_to_host(state[name])
 
 
 def cuda_workers() -> int:
@@ -259,6 +277,7 @@ def train_epochs(trainer: Trainer, state: dict, out, identity: str) -> None:
         add_seconds(state, clock)
         if last == block_count or time.monotonic() - last_save > 60 * cfg.checkpoint_minutes:
             clock = time.perf_counter()
+            trainer.sync_to_host(state)
             save_checkpoint(out, state, identity)
             add_seconds(state, clock)
             last_save = time.monotonic()

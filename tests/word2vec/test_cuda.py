@@ -113,6 +113,25 @@ def test_many_workers_lower_the_loss_as_one_cpu_thread_does():
     assert after["gpu"] == pytest.approx(after["cpu"], rel=0.1)
 
 
+@simulated
+@pytest.mark.parametrize("planted", [None, np.nan, np.inf, -np.inf])
+def test_the_device_finiteness_check_agrees_with_numpy(planted):
+    """all_finite reads the device arrays in a grid-stride loop: one bad entry anywhere
+    (the first, the last or in between, in either matrix) is found, also where one block
+    of 256 threads strides over 700 entries."""
+    from stages.word2vec import cuda as gpu
+    rng = np.random.default_rng(5)
+    for where in ([0], [299], [-1]):     # 299: only a second stride reaches it
+        first, second = (rng.normal(size=shape).astype(np.float32) for shape in ((7, 100), (5, 3)))
+        if planted is not None:
+            first.reshape(-1)[where] = planted
+        for matrices in ((first, second), (second, first)):
+            expected = all(np.isfinite(m).all() for m in matrices)
+            for most_blocks in (1, 1024):
+                found = gpu.all_finite(*map(cuda.to_device, matrices), most_blocks=most_blocks)
+                assert found == expected, (where, most_blocks)
+
+
 def compile_in_child(module: str) -> dict:
     """{kernel: PTX} from module.compile_all_ptx((9, 0)) in a child process without the
     simulator (the real CUDA target; NVVM from numba-cuda[cu13], no GPU needed)."""
@@ -131,6 +150,6 @@ def test_cuda_kernels_compile_to_ptx_for_sm90():
     """Real NVVM compilation (no simulator, no GPU needed): catches typing errors the
     simulator cannot see. (Registers and spills: bench/gpu.py, on a GPU.)"""
     ptx = compile_in_child("stages.word2vec.cuda")
-    assert set(ptx) == {"skipgram_hs", "skipgram_ns", "cbow_hs", "cbow_ns"}
+    assert set(ptx) == {"skipgram_hs", "skipgram_ns", "cbow_hs", "cbow_ns", "flag_nonfinite"}
     for name, text in ptx.items():
         assert ".target sm_90" in text and ".entry" in text, name

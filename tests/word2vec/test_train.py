@@ -87,6 +87,49 @@ def test_warming_up_changes_nothing(prepared, trainer_class):
         assert state[name].tobytes() == value.tobytes(), name
 
 
+def few_sentence_cuda_trainer(prepared, sentences: int = 6):
+    """A CudaTrainer (two workers, simulated) over the first sentences, and its fresh state."""
+    cfg = Word2VecConfig(dim=8, epochs=1, threads=2, seed=3, model="cbow", loss="hs",
+                         chunk_words=20)
+    words, counts = vocab.load_vocab(prepared["vocab"])
+    tokens, offsets = corpus.load_split(prepared["corpus"], "train")
+    offsets = offsets[:sentences + 1]
+    trainer = train.CudaTrainer(cfg, tokens[:offsets[-1]], offsets, counts,
+                                vocab.load_huffman(prepared["vocab"]), 2)
+    return trainer, train.initial_state(cfg, len(words), trainer.output_rows, 2)
+
+
+@simulated
+def test_cuda_weights_reach_the_host_for_each_checkpoint(prepared, tmp_path, monkeypatch):
+    """The GPU trainer leaves the weights on the device between chunks: the epoch's
+    checkpoint and the state that run() writes out must still hold the trained ones."""
+    trainer, state = few_sentence_cuda_trainer(prepared)
+    assert len(trainer.plan) > trainer.blocks_per_chunk         # more than one chunk
+    start = np.copy(state["vectors"])
+    out = StageDir(tmp_path, quiet=True, fingerprint="test")
+    saved = {}
+    monkeypatch.setattr(train, "save_checkpoint", lambda out, state, identity: saved.update(
+        {k: np.copy(v) for k, v in state.items()}))
+    train.train_epochs(trainer, state, out, "id")
+    on_device = trainer.weights_on_device["vectors"].copy_to_host()
+    assert not np.array_equal(on_device, start)
+    assert state["vectors"].tobytes() == on_device.tobytes()
+    assert saved["vectors"].tobytes() == on_device.tobytes()
+    assert saved["weights"].tobytes() == trainer.weights_on_device["weights"].copy_to_host().tobytes()
+
+
+@simulated
+def test_cuda_divergence_is_found_on_the_device(prepared):
+    """The check reads the device's weights, where training happens, not the host copy."""
+    trainer, state = few_sentence_cuda_trainer(prepared)
+    trainer.warm_up(state)                                      # uploads the weights
+    trainer.check_finite(state)
+    trainer.weights_on_device["weights"][3, 2] = np.nan
+    assert np.isfinite(state["weights"]).all()
+    with pytest.raises(TrainingDiverged, match="lower word2vec.alpha"):
+        trainer.check_finite(state)
+
+
 def test_reported_time_covers_the_checks_and_checkpoints(prepared, tmp_path, monkeypatch):
     """words/s is over all that the epoch loop does, as a peer's timer around its train()
     call: a check or checkpoint that takes 0.1 s shows in `seconds`."""
