@@ -60,37 +60,37 @@ LOSS_SAMPLE_EVERY = 16
 # 4,096 rows (9.8 MB) ran slower than 2,048. Negative sampling's rows spread over the
 # vocabulary, and more than 256 cost more than they saved.
 # Each thread adds a delta computed on its own stale copy, so the longer HS setting holds
-# only for two threads, where it was measured: with 16 it wrecked training (3.1% analogy,
-# skip-gram + HS), and more threads keep 256 rows merged every 1,024 centre words. Even
-# with the merges' divisor (below) the 4,096 rows cost 16 threads accuracy: CBOW + HS
-# 10.9% against 13.2% with 256 rows (merges every 16,384 for both).
+# only for two threads, where it was measured: with 16 threads on 16 cores it wrecked
+# training (3.1% analogy, skip-gram + HS). More threads keep 256 rows and merge them, HS
+# and NS alike, every 128 centre words: on 16 cores (bench/word2vec_many_threads.py) that
+# trained as well as no private rows at all, which ran 11x (skip-gram + HS) and 5x (CBOW
+# + HS) slower: skip-gram + HS 14.6% analogy and WordSim 0.497 against 15.1% and 0.481,
+# CBOW + HS 12.3% and 0.407 against 12.7% and 0.357. Merges every 1,024 lost skip-gram +
+# HS 5 points of analogy (10.3%) and CBOW + HS 6 (6.8%); dividing each merged change by
+# the number of threads holding a copy kept the analogy (16.2%, 13.1%) but cost skip-gram
+# + HS its WordSim (0.31-0.32).
 HS_PRIVATE_ROWS, HS_PRIVATE_BYTES, HS_MERGE_EVERY = 4096, 5 << 20, 16384
-HS_MANY_THREADS_ROWS, HS_MANY_THREADS_MERGE_EVERY = 256, 1024
 NS_PRIVATE_ROWS, NS_MERGE_EVERY = 256, 1024
+MANY_THREADS_ROWS, MANY_THREADS_MERGE_EVERY = 256, 128
 NO_PRIVATE_ROWS = (0, 0, 1)                 # `private` when no row is private
-# A merge adds a thread's change to a row (copy - base) divided by the number of threads
-# holding a copy of that row at the time, less one (at least 1). Added whole, the changes
-# of k threads that each trained the same hot row from about the same value towards about
-# the same target move it about k times as far as it should go. In a model where every
-# thread's copy settles within its window and the merges come in turn, the shared row's
-# error is multiplied at each merge by a factor of at most 1 for two threads and of
-# 1.12-1.18 for 3 to 16 (it grows without end), and of 0.94-0.98 with this divisor (it
-# dies out). With two threads a row has at most two holders, so changes are added whole, as
-# they were measured; the holders are not even counted then (HOLDER_COUNTING_THREADS).
-# With 16 threads sharing two cores and merges every 16,384 centre words (so that the
-# threads' windows overlap, as 16 cores' do), CBOW + HS trained to 0.6% analogy with whole
-# changes and to 13.2% with the divisor (bench/RESULTS.md).
-HOLDER_COUNTING_THREADS = 3
 
 
 def hs_private_rows(dim: int, threads: int) -> tuple[int, int]:
     """(inner nodes nearest the root each thread keeps privately, centre words between its
     merges): see above."""
     if threads > 2:
-        rows, merge_every = HS_MANY_THREADS_ROWS, HS_MANY_THREADS_MERGE_EVERY
+        rows, merge_every = MANY_THREADS_ROWS, MANY_THREADS_MERGE_EVERY
     else:
         rows, merge_every = HS_PRIVATE_ROWS, HS_MERGE_EVERY
     return max(1, min(rows, HS_PRIVATE_BYTES // (8 * dim))), merge_every
+
+
+def ns_private_rows(threads: int) -> tuple[int, int]:
+    """(most frequent words each thread keeps privately as negatives, centre words between
+    its merges): see above."""
+    if threads > 2:
+        return MANY_THREADS_ROWS, MANY_THREADS_MERGE_EVERY
+    return NS_PRIVATE_ROWS, NS_MERGE_EVERY
 
 
 def element_pointer(context, builder, array_type, array, indices):
@@ -124,13 +124,14 @@ def prefetch_row(matrix, row):
 
 
 @intrinsic
-def fetch_add(typingctx, counter, index, value):
-    """Atomically add `value` to counter[index] (int64) and return its previous value."""
+def fetch_add(typingctx, counter, value):
+    """Atomically add `value` to counter[0] (int64) and return its previous value: how
+    threads take the next block of sentences."""
     def codegen(context, builder, signature, args):
-        position = context.cast(builder, args[1], signature.args[1], types.intp)
-        pointer = element_pointer(context, builder, signature.args[0], args[0], [position])
-        return builder.atomic_rmw("add", pointer, args[2], "seq_cst")
-    return types.int64(counter, index, types.int64), codegen
+        pointer = element_pointer(context, builder, signature.args[0], args[0],
+                                  [context.get_constant(types.intp, 0)])
+        return builder.atomic_rmw("add", pointer, args[1], "seq_cst")
+    return types.int64(counter, types.int64), codegen
 
 
 SIGMOID_TABLE_SIZE = 2048
@@ -189,7 +190,7 @@ def row_home(rows, index):
     `private_rows`): the thread's private copy if it has one, copied in on the row's first
     use since the last merge; else the shared row."""
     shared, first, private = rows
-    copy, base, stamp, used, window, holders = private
+    copy, base, stamp, used, window = private
     offset = index - first
     if offset < 0 or offset >= copy.shape[0]:
         return shared, index
@@ -198,8 +199,6 @@ def row_home(rows, index):
             copy[offset, k] = shared[index, k]
             base[offset, k] = shared[index, k]
         stamp[offset] = window[0]
-        if holders.shape[0] > 0:
-            fetch_add(holders, offset, np.int64(1))
         used[window[1]] = offset
         window[1] += 1
     return copy, offset
@@ -213,33 +212,23 @@ def output_unit(h, grad_h, rows, index, label, alpha, saturate, with_loss):
 
 
 @njit(cache=True)
-def private_rows(count, dim, holders):
+def private_rows(count, dim):
     """A thread's private copies of shared rows: (copy float32 [P, D], base float32 [P, D]:
     the shared values when copied, stamp int64 [P]: the merge window of each copy, used
-    int64 [P]: the rows copied this window, window int64 [2]: (window number, rows used),
-    holders int64 [P] or [0]: shared by all threads, how many hold a copy of each row;
-    empty when they are not counted)."""
+    int64 [P]: the rows copied this window, window int64 [2]: (window number, rows used))."""
     return (np.empty((count, dim), np.float32), np.empty((count, dim), np.float32),
-            np.full(count, -1, np.int64), np.empty(count, np.int64), np.zeros(2, np.int64),
-            holders)
+            np.full(count, -1, np.int64), np.empty(count, np.int64), np.zeros(2, np.int64))
 
 
 @njit(cache=True, fastmath=FASTMATH, _nrt=False)
-def merge_private(weights, first, private, release):
-    """Add the thread's changes to the private rows it used (copy - base), each divided by
-    its holders less one (see HOLDER_COUNTING_THREADS), into the shared rows and start a
-    new window: the next use of any private row copies it afresh. release: stop holding the
-    rows. The last merge of a kernel call does not, so that the threads that merge last do
-    not see fewer holders and add their changes whole."""
-    copy, base, stamp, used, window, holders = private
+def merge_private(weights, first, private):
+    """Add the thread's changes to the private rows it used (copy - base) into the shared
+    rows and start a new window: the next use of any private row copies it afresh."""
+    copy, base, stamp, used, window = private
     for i in range(window[1]):
         r = used[i]
-        holding = 1
-        if holders.shape[0] > 0:
-            holding = fetch_add(holders, r, np.int64(-1 if release else 0))
-        scale = np.float32(1.0 / max(1, holding - 1))
         for k in range(weights.shape[1]):
-            weights[first + r, k] += (copy[r, k] - base[r, k]) * scale
+            weights[first + r, k] += copy[r, k] - base[r, k]
     window[0] += 1
     window[1] = 0
 
@@ -409,16 +398,15 @@ def cbow_sum_centre(output_step, vectors, buffer, n, i, radius, context, work, r
 
 @njit(fastmath=FASTMATH)
 def train_sentences(centre_step, output_step, vectors, weights, counters, tokens, offsets,
-                    blocks, next_block, keep, head, private_start, private_count, holders,
-                    merge_every, window, alpha_start, alpha_end, token_base, total_tokens, state):
+                    blocks, next_block, keep, head, private_start, private_count, merge_every,
+                    window, alpha_start, alpha_end, token_base, total_tokens, state):
     """One thread's work: blocks of sentences taken in turn from the shared next_block
     counter until none is left; each sentence subsampled, one centre_step per kept word
     with an effective window drawn from 1..window. Counters live in locals while it runs
     and go back to `counters` once, at the end; the loss is computed for one centre word
     in LOSS_SAMPLE_EVERY."""
     rng = private_copy(state)
-    rows = (weights, np.int64(private_start),
-            private_rows(private_count, weights.shape[1], holders))
+    rows = (weights, np.int64(private_start), private_rows(private_count, weights.shape[1]))
     buffer = padded(longest_sentence(offsets, blocks), np.int32)
     context = padded(2 * window, np.int32)
     # two separate scratch vectors (hidden layer, gradient): a tuple of arrays, not rows of
@@ -429,7 +417,7 @@ def train_sentences(centre_step, output_step, vectors, weights, counters, tokens
     # merges fall on the multiples of merge_every in kept_total: the next one, compared
     # per centre word in place of a division
     next_merge = -(-kept_total // merge_every) * merge_every
-    block = fetch_add(next_block, 0, np.int64(1))
+    block = fetch_add(next_block, np.int64(1))
     while block < blocks.shape[0]:
         first, end = blocks[block, 0], blocks[block, 1]
         shift = token_base + blocks[block, 2] - offsets[first]    # run position - offset
@@ -440,7 +428,7 @@ def train_sentences(centre_step, output_step, vectors, weights, counters, tokens
             seen_total += seen
             for i in range(n):
                 if private_count > 0 and kept_total == next_merge:
-                    merge_private(weights, private_start, rows[2], True)
+                    merge_private(weights, private_start, rows[2])
                     next_merge += merge_every
                 radius = window - below(rng, window)
                 with_loss = kept_total % LOSS_SAMPLE_EVERY == 0
@@ -450,8 +438,8 @@ def train_sentences(centre_step, output_step, vectors, weights, counters, tokens
                 sampled += made if with_loss else 0
                 predictions += made
                 kept_total += 1
-        block = fetch_add(next_block, 0, np.int64(1))
-    merge_private(weights, private_start, rows[2], False)
+        block = fetch_add(next_block, np.int64(1))
+    merge_private(weights, private_start, rows[2])
     store_counters(counters, loss, sampled, predictions, seen_total, kept_total)
     state[0] = rng[0]
 
@@ -475,11 +463,10 @@ def train_threads(centre_step, output_step, vectors, weights, counters, tokens, 
     next_block = padded(1, np.int64)
     private_start, private_count, merge_every = private
     private_count = min(private_count if threads > 1 else 0, weights.shape[0] - private_start)
-    holders = np.zeros(private_count if threads >= HOLDER_COUNTING_THREADS else 0, np.int64)
     for t in prange(threads):
         train_sentences(centre_step, output_step, vectors, weights, counters[t], tokens,
                         offsets, blocks, next_block, keep, head, private_start, private_count,
-                        holders, merge_every, window, alpha_start, alpha_end, token_base,
+                        merge_every, window, alpha_start, alpha_end, token_base,
                         total_tokens, rng_states[t:t + 1])
 
 

@@ -53,7 +53,7 @@ def output_layer(cfg, counts: np.ndarray, huffman, threads: int):
         return step, tuple(huffman), rows, private
     accept, alias = vocab.negative_sampling_alias(counts)
     # the most frequent words (ids 0, 1, ...) are the most frequent negatives
-    private = (0, cpu.NS_PRIVATE_ROWS, cpu.NS_MERGE_EVERY)
+    private = (0, *cpu.ns_private_rows(threads))
     return step, (accept, alias, np.int64(cfg.negative)), counts.size, private
 
 

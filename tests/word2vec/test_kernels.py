@@ -9,7 +9,6 @@ from stages.word2vec import rng as rngmod
 from tests.conftest import central_differences
 
 KERNELS = [("skipgram", "hs_step"), ("skipgram", "ns_step"), ("cbow", "hs_step"), ("cbow", "ns_step")]
-UNCOUNTED = np.zeros(0, np.int64)           # private rows whose holders nobody counts
 
 
 def tiny_problem(seed, V=30, D=8, sentences=(50, 1, 0, 70, 80, 130, 2)):
@@ -145,7 +144,7 @@ def test_one_hierarchical_softmax_node_by_hand():
     grad = np.zeros(2, np.float32)
     weights = np.array([[0.5, 0.5]], np.float32)
     head = (np.array([[0]], np.uint8), np.array([[0]], np.int32), np.array([1], np.uint8))
-    rows = (weights, np.int64(0), cpu.private_rows(0, 2, UNCOUNTED))
+    rows = (weights, np.int64(0), cpu.private_rows(0, 2))
     loss = cpu.hs_step(h, grad, rows, 0, head, 0.1, np.ones(1, np.uint64), True)
     np.testing.assert_allclose(grad, [0.0188770, 0.0188770], rtol=1e-5)
     np.testing.assert_allclose(weights[0], [0.5377541, 0.5], rtol=1e-6)
@@ -193,7 +192,7 @@ def test_kernel_step_is_minus_alpha_times_the_checked_gradient(step):
     grad = np.zeros(6, np.float32)
     state = np.array([99], np.uint64)
     alpha = 1e-6      # small: a repeated negative then sees its own update only at O(alpha^2)
-    cpu_rows = (weights, np.int64(0), cpu.private_rows(0, 6, UNCOUNTED))
+    cpu_rows = (weights, np.int64(0), cpu.private_rows(0, 6))
     getattr(cpu, step)(h, grad, cpu_rows, 7, head, alpha, state.copy(), False)
     if step == "hs_step":
         codes, points, lengths = head
@@ -256,7 +255,7 @@ def test_private_rows_merge_every_threads_changes():
     which the next use copies the row afresh."""
     shared = np.zeros((4, 3), np.float32)
     h, grad = np.ones(3, np.float32), np.zeros(3, np.float32)
-    privates = [cpu.private_rows(2, 3, UNCOUNTED) for _ in range(2)]  # rows 1 and 2 private
+    privates = [cpu.private_rows(2, 3) for _ in range(2)]       # rows 1 and 2 are private
     rows = [(shared, np.int64(1), private) for private in privates]
     # label 1 at h . w = 0: g = alpha * (1 - 1/2), so row += alpha / 2 * h
     cpu.output_unit(h, grad, rows[0], 1, 1, 2.0, False, False)      # row 1 += 1
@@ -267,7 +266,7 @@ def test_private_rows_merge_every_threads_changes():
     np.testing.assert_array_equal(shared[3], [1.0, 1.0, 1.0])
     assert privates[0][4][1] == 1 and privates[1][4][1] == 2      # rows used this window
     for private in privates:
-        cpu.merge_private(shared, 1, private, True)
+        cpu.merge_private(shared, 1, private)
     np.testing.assert_array_equal(shared[1], [3.0, 3.0, 3.0])
     np.testing.assert_array_equal(shared[2], [-1.0, -1.0, -1.0])
     assert not shared[0].any()
@@ -277,67 +276,24 @@ def test_private_rows_merge_every_threads_changes():
     np.testing.assert_array_equal(privates[0][0][0], [3.0, 3.0, 3.0])
 
 
-def moved_by_threads(threads, counted=True):
-    """Row 0 of a [1, 2] matrix, private to `threads` threads, each of which moves its copy
-    from 0 to 1 with one output unit: (shared matrix, rows of each thread)."""
-    shared = np.zeros((1, 2), np.float32)
-    holders = np.zeros(1 if counted else 0, np.int64)
-    rows = [(shared, np.int64(0), cpu.private_rows(1, 2, holders)) for _ in range(threads)]
-    h = np.ones(2, np.float32)
-    for thread_rows in rows:
-        # label 1 at h . w = 0: the row moves by alpha / 2 * h
-        cpu.output_unit(h, np.zeros(2, np.float32), thread_rows, 0, 1, 2.0, False, False)
-    return shared, rows
-
-
-def test_merge_divides_a_change_by_its_holders_less_one():
-    """Four threads hold the row and each moved it from 0 to 1: added whole, the changes
-    would take it to 4. Each is divided by the holders at its merge less one (at least 1):
-    4 - 1, then 3 - 1 (the first released it), then 1 and 1."""
-    shared, rows = moved_by_threads(4)
-    assert rows[0][2][5][0] == 4                                    # holders counted
-    for thread_rows in rows:
-        cpu.merge_private(shared, 0, thread_rows[2], True)
-    np.testing.assert_allclose(shared[0], 1 / 3 + 1 / 2 + 1 + 1, rtol=1e-6)
-    assert rows[0][2][5][0] == 0                                    # all released
-
-
-def test_last_merge_keeps_holding_so_every_thread_gets_the_same_share():
-    """The last merge of a kernel call does not release: four holders each add a third."""
-    shared, rows = moved_by_threads(4)
-    for thread_rows in rows:
-        cpu.merge_private(shared, 0, thread_rows[2], False)
-    np.testing.assert_allclose(shared[0], 4 / 3, rtol=1e-6)
-
-
-@pytest.mark.parametrize("threads, counted", [(2, True), (3, False)])
-def test_changes_go_whole_with_two_holders_or_uncounted(threads, counted):
-    shared, rows = moved_by_threads(threads, counted)
-    for thread_rows in rows:
-        cpu.merge_private(shared, 0, thread_rows[2], False)
-    np.testing.assert_allclose(shared[0], threads, rtol=1e-6)
-
-
-@pytest.mark.parametrize("threads", [2, cpu.HOLDER_COUNTING_THREADS])
 @pytest.mark.parametrize("model, step", KERNELS)
-def test_private_rows_merged_during_a_run_change_only_rounding(model, step, threads):
-    """Two or three threads (the latter count holders) keep private copies of five output
-    rows and merge them every three centre words; with a single block of sentences one
-    thread trains it all (all start from the same RNG state, so which one does not
-    matter). Its copies and merges must give the one-thread weights to float32 rounding:
-    a delta lost or added twice at any merge would not. The last sentence is long, so the
-    last merge window trains words too."""
+def test_private_rows_merged_during_a_run_change_only_rounding(model, step):
+    """Two threads keep private copies of five output rows and merge them every three
+    centre words; with a single block of sentences one thread trains it all (both start
+    from the same RNG state, so which one does not matter). Its copies and merges must
+    give the one-thread weights to float32 rounding: a delta lost or added twice at any
+    merge would not. The last sentence is long, so the last merge window trains words too."""
     counts, tokens, offsets, vectors, rng = tiny_problem(4, sentences=(50, 1, 0, 70, 2, 130))
     head, rows = heads(counts)[step]
     weights = (rng.random((rows, vectors.shape[1]), dtype=np.float32) - 0.5) / vectors.shape[1]
     first = rows - 5 if step == "hs_step" else 0      # the hottest rows, as train.output_layer
     results = []
-    for private, count in ((cpu.NO_PRIVATE_ROWS, 1), ((first, 5, 3), threads)):
+    for private, threads in ((cpu.NO_PRIVATE_ROWS, 1), ((first, 5, 3), 2)):
         v, w = vectors.copy(), weights.copy()
-        args = [getattr(cpu, step), v, w, np.zeros((count, cpu.COUNTERS)), tokens, offsets,
+        args = [getattr(cpu, step), v, w, np.zeros((threads, cpu.COUNTERS)), tokens, offsets,
                 file_order(offsets, [0, offsets.size - 1]), np.ones(counts.size, np.float32),
                 head, private, 3] + ([True] if model == "cbow" else [])
-        states = np.repeat(rngmod.seed_states(11, 1), count)
+        states = np.repeat(rngmod.seed_states(11, 1), threads)
         getattr(cpu, model)(*args, 0.05, 0.0001, 0, 2 * tokens.size, states)
         results.append((v, w))
     (v1, w1), (v2, w2) = results

@@ -211,11 +211,23 @@ def test_hs_private_rows_are_the_hottest_within_the_byte_budget(dim, threads):
     _, _, rows, (first, count, merge_every) = train.output_layer(
         cfg, counts, vocab.build_huffman(counts), threads)
     cap, interval = ((cpu.HS_PRIVATE_ROWS, cpu.HS_MERGE_EVERY) if threads <= 2 else
-                     (cpu.HS_MANY_THREADS_ROWS, cpu.HS_MANY_THREADS_MERGE_EVERY))
+                     (cpu.MANY_THREADS_ROWS, cpu.MANY_THREADS_MERGE_EVERY))
     assert rows == counts.size - 1 and first == rows - count and merge_every == interval
     fits = 8 * dim * count <= cpu.HS_PRIVATE_BYTES
     assert count == cap and fits or count == 1 and not fits or (
         fits and 8 * dim * (count + 1) > cpu.HS_PRIVATE_BYTES)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 16])
+def test_ns_private_rows_are_the_most_frequent_words_merged_more_often_by_many_threads(threads):
+    """As HS: the most frequent words (ids 0, 1, ...) are private; more than two threads
+    merge them every MANY_THREADS_MERGE_EVERY centre words."""
+    counts = np.arange(10_000, 0, -1, dtype=np.int64)
+    _, _, rows, private = train.output_layer(Word2VecConfig(loss="ns"), counts, None, threads)
+    expected = ((cpu.NS_PRIVATE_ROWS, cpu.NS_MERGE_EVERY) if threads <= 2 else
+                (cpu.MANY_THREADS_ROWS, cpu.MANY_THREADS_MERGE_EVERY))
+    assert rows == counts.size and private == (0, *expected)
+    assert cpu.MANY_THREADS_MERGE_EVERY < cpu.NS_MERGE_EVERY
 
 
 def test_one_part_plans_the_file_order_in_blocks_of_about_the_size_asked():
