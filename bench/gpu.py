@@ -108,6 +108,10 @@ def train_and_score(inputs: dict, root: Path, name: str, device: str, epochs: in
     return result
 
 
+# the GPU epoch loop's parts besides the kernels, as named in stages/word2vec/train.py
+LOOP_PARTS = ("check_finite", "sync_to_host", "save_checkpoint")
+
+
 def timed(function, totals: dict, key: str):
     """function, adding the seconds of each call to totals[key]."""
     def wrapper(*args, **kwargs):
@@ -126,14 +130,18 @@ def gpu_loop_parts_timed(totals: dict, copy_every_chunk: bool = False):
     copy_every_chunk, each check copies both matrices to the host and checks them there,
     as the loop did before the check ran on the device."""
     from unittest import mock
-    sync = train.CudaTrainer.sync_to_host
+    sync = train.CudaTrainer.sync_to_host          # unpatched: these copies count as checks
+
+    def copy_then_check_on_host(self, state):
+        sync(self, state)
+        return train.Trainer.weights_finite(self, state)
+
     with contextlib.ExitStack() as stack:
         if copy_every_chunk:
-            stack.enter_context(mock.patch.object(
-                train.CudaTrainer, "weights_finite",
-                lambda self, state: (sync(self, state), train.Trainer.weights_finite(self, state))[1]))
-        for owner, name in ((train.CudaTrainer, "check_finite"), (train.CudaTrainer, "sync_to_host"),
-                            (train, "save_checkpoint")):
+            stack.enter_context(mock.patch.object(train.CudaTrainer, "weights_finite",
+                                                  copy_then_check_on_host))
+        for name in LOOP_PARTS:
+            owner = train if name == "save_checkpoint" else train.CudaTrainer
             stack.enter_context(mock.patch.object(owner, name, timed(getattr(owner, name), totals, name)))
         yield totals
 
@@ -296,9 +304,6 @@ def compare(inputs, root, args, questions, workers):
     print(f"\nword2vec, {args.epochs} epochs, raw words/s in millions")
     print_table(["config", "GPU Mw/s", "CPU Mw/s", "GPU/CPU", "GPU analogy %", "CPU analogy %",
                  "diff", "CPU threads"], rows)
-
-
-LOOP_PARTS = ("check_finite", "sync_to_host", "save_checkpoint")
 
 
 if __name__ == "__main__":
