@@ -41,7 +41,7 @@ if not hasattr(np, "row_stack"):
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (EN_MIX, SHARED_DATA, WORD2VEC_CONFIGS, print_table,  # noqa: E402
-                          scratch_dir, word2vec_inputs, zipf_lm_model)
+                          scratch_dir, timed, word2vec_inputs, zipf_lm_model)
 from pipeline.config import Word2VecConfig  # noqa: E402
 from pipeline.store import StageDir  # noqa: E402
 from stages import corpus, evaluate, vocab  # noqa: E402
@@ -112,14 +112,12 @@ def train_and_score(inputs: dict, root: Path, name: str, device: str, epochs: in
 LOOP_PARTS = ("check_finite", "sync_to_host", "save_checkpoint")
 
 
-def timed(function, totals: dict, key: str):
+def adding_seconds(function, totals: dict, key: str):
     """function, adding the seconds of each call to totals[key]."""
     def wrapper(*args, **kwargs):
-        clock = time.perf_counter()
-        try:
-            return function(*args, **kwargs)
-        finally:
-            totals[key] = totals.get(key, 0.0) + time.perf_counter() - clock
+        seconds, result = timed(function, *args, **kwargs)
+        totals[key] = totals.get(key, 0.0) + seconds
+        return result
     return wrapper
 
 
@@ -142,7 +140,8 @@ def gpu_loop_parts_timed(totals: dict, copy_every_chunk: bool = False):
                                                   copy_then_check_on_host))
         for name in LOOP_PARTS:
             owner = train if name == "save_checkpoint" else train.CudaTrainer
-            stack.enter_context(mock.patch.object(owner, name, timed(getattr(owner, name), totals, name)))
+            stack.enter_context(mock.patch.object(owner, name,
+                                                  adding_seconds(getattr(owner, name), totals, name)))
         yield totals
 
 

@@ -183,12 +183,17 @@ class CudaTrainer(Trainer):
         already train a whole chunk of the corpus at once."""
         return 1, self.threads
 
+    def device_weights(self, state: dict) -> dict:
+        """The weights on the device, uploaded from `state` on first use; from then on they
+        are the current ones, and the host copy follows them through sync_to_host."""
+        if self.weights_on_device is None:
+            self.weights_on_device = {k: self.cuda.to_device(state[k]) for k in ("vectors", "weights")}
+        return self.weights_on_device
+
     def train_blocks(self, state: dict, blocks: np.ndarray) -> None:
         cuda, cfg, epoch = self.cuda, self.cfg, int(state["epoch"])
-        if self.weights_on_device is None:     # uploaded once; the host copy follows them
-            self.weights_on_device = {k: cuda.to_device(state[k]) for k in ("vectors", "weights")}
         # counters are reset between epochs on the host: small, so sent with every chunk
-        live = {**self.weights_on_device,
+        live = {**self.device_weights(state),
                 **{k: cuda.to_device(state[k]) for k in ("counters", "rng_states")}}
         blocks = cuda.to_device(blocks)
         common = (self.step, live["vectors"], live["weights"], live["counters"],
@@ -204,14 +209,11 @@ class CudaTrainer(Trainer):
             live[name].copy_to_host(state[name])
 
     def weights_finite(self, state: dict) -> bool:
-        if self.weights_on_device is None:     # nothing trained yet: the host copy is current
-            return super().weights_finite(state)
-        return self.kernels.all_finite(*self.weights_on_device.values())
+        return self.kernels.all_finite(*self.device_weights(state).values())
 
     def sync_to_host(self, state: dict) -> None:
-        if self.weights_on_device is not None:
-            for name, array in self.weights_on_device.items():
-                array.copy_to_host(state[name])
+        for name, array in self.device_weights(state).items():
+            array.copy_to_host(state[name])
 
 
 def cuda_workers() -> int:

@@ -69,17 +69,26 @@ def test_auto_device_falls_back_to_the_cpu_and_says_so(prepared, tmp_path):
     assert metrics["device"] == "cpu"
 
 
+def trainer_and_state(prepared, trainer_class, cfg, sentences: int | None = None):
+    """A trainer of `trainer_class` with cfg.threads threads over the built-in corpus (or
+    its first `sentences`), and its fresh state."""
+    words, counts = vocab.load_vocab(prepared["vocab"])
+    tokens, offsets = corpus.load_split(prepared["corpus"], "train")
+    if sentences is not None:
+        offsets = offsets[:sentences + 1]
+        tokens = tokens[:offsets[-1]]
+    trainer = trainer_class(cfg, tokens, offsets, counts, vocab.load_huffman(prepared["vocab"]),
+                            cfg.threads)
+    return trainer, train.initial_state(cfg, len(words), trainer.output_rows, cfg.threads)
+
+
 @pytest.mark.parametrize("trainer_class",
                          ["Trainer", pytest.param("CudaTrainer", marks=simulated)])
 def test_warming_up_changes_nothing(prepared, trainer_class):
     """run() compiles the kernels on a block without sentences before it starts the clock;
     that call must leave weights, counters and random states exactly as they were."""
     cfg = Word2VecConfig(dim=16, threads=2, seed=3, model="cbow", loss="ns")
-    words, counts = vocab.load_vocab(prepared["vocab"])
-    tokens, offsets = corpus.load_split(prepared["corpus"], "train")
-    trainer = getattr(train, trainer_class)(cfg, tokens, offsets, counts,
-                                            vocab.load_huffman(prepared["vocab"]), 2)
-    state = train.initial_state(cfg, len(words), trainer.output_rows, 2)
+    trainer, state = trainer_and_state(prepared, getattr(train, trainer_class), cfg)
     state["counters"][:] = np.arange(state["counters"].size).reshape(state["counters"].shape)
     before = {name: np.copy(value) for name, value in state.items()}
     trainer.warm_up(state)
@@ -91,12 +100,7 @@ def few_sentence_cuda_trainer(prepared, sentences: int = 6):
     """A CudaTrainer (two workers, simulated) over the first sentences, and its fresh state."""
     cfg = Word2VecConfig(dim=8, epochs=1, threads=2, seed=3, model="cbow", loss="hs",
                          chunk_words=20)
-    words, counts = vocab.load_vocab(prepared["vocab"])
-    tokens, offsets = corpus.load_split(prepared["corpus"], "train")
-    offsets = offsets[:sentences + 1]
-    trainer = train.CudaTrainer(cfg, tokens[:offsets[-1]], offsets, counts,
-                                vocab.load_huffman(prepared["vocab"]), 2)
-    return trainer, train.initial_state(cfg, len(words), trainer.output_rows, 2)
+    return trainer_and_state(prepared, train.CudaTrainer, cfg, sentences)
 
 
 @simulated
