@@ -3,6 +3,7 @@
     python bench/word2vec_vs_gensim.py [--configs sg-hs,cbow-hs,sg-ns,cbow-ns] [--epochs 5]
                                        [--threads 2] [--seeds 3]
                                        [--scaling-runs 3 | --no-scaling]
+                                       [--ours-alpha A] [--ours-min-alpha-ratio R]
 
 Same settings for both: dim 100, window 5, min_count 5, sample 1e-3, negative 5 (NS),
 the whole corpus (no held-out lines). gensim runs in corpus_file mode with `workers`
@@ -14,7 +15,8 @@ progress and a checkpoint per epoch), gensim over its train() call.
 gensim's corpus_file mode measures each worker's progress against the whole corpus while
 the worker reads only its 1/workers share, so its learning rate decays more slowly than
 the nominal schedule (with 2 workers it never falls below alpha * 0.1 and restarts higher
-each epoch): a larger effective rate. --ours-alpha lets ours use a larger rate too.
+each epoch): a larger effective rate. --ours-alpha lets ours start higher, and
+--ours-min-alpha-ratio 0.1 ends ours where gensim's two workers end.
 Quality is measured by the same code for both: analogy accuracy on questions-words
 (restrict_vocab 30000, case-insensitive) and WordSim-353 Spearman. The two vocabularies order
 words of equal count differently (ours: first seen first; gensim: last seen first), so
@@ -48,12 +50,13 @@ WORDSIM = SHARED_DATA / "eval" / "wordsim353.tsv"
 
 
 def train_ours(inputs: dict, out_dir: Path, model: str, loss: str, epochs: int, threads: int,
-               alpha: float = 0.0, seed: int = 1):
+               alpha: float = 0.0, seed: int = 1, min_alpha_ratio: float = 1e-4):
     """Runs in a child process: (raw words/s, seconds, peak MiB, vectors file)."""
     from pipeline.config import Word2VecConfig
     from pipeline.store import StageDir
     from stages.word2vec import train
-    cfg = Word2VecConfig(model=model, loss=loss, epochs=epochs, threads=threads, seed=seed, alpha=alpha)
+    cfg = Word2VecConfig(model=model, loss=loss, epochs=epochs, threads=threads, seed=seed, alpha=alpha,
+                         min_alpha_ratio=min_alpha_ratio)
     # Load the compiled kernels first (a one-off second or so per process, from Numba's
     # cache), so that the memory figure is training's, not the compiler's (run() warms up
     # too, outside its clock, so the speed figure would not change).
@@ -137,7 +140,7 @@ def compare_once(inputs: dict, text: Path, scratch: Path, name: str, args, seed:
     from stages.evaluate import shared_question_accuracy
     model, loss = WORD2VEC_CONFIGS[name]
     ours = in_child(train_ours, inputs, scratch / f"ours-{name}", model, loss, args.epochs,
-                    args.threads, args.ours_alpha, seed)
+                    args.threads, args.ours_alpha, seed, args.ours_min_alpha_ratio)
     theirs = in_child(train_gensim, text, scratch / f"gensim-{name}", model, loss, args.epochs,
                       args.threads, seed)
     (a_ours, q_ours, w_ours), (a_theirs, q_theirs, w_theirs) = quality(ours[3]), quality(theirs[3])
@@ -175,6 +178,8 @@ def main():
                         help="the same as --scaling-runs 0")
     parser.add_argument("--ours-alpha", type=float, default=0.0,
                         help="our starting learning rate (default 0: word2vec.c's per model)")
+    parser.add_argument("--ours-min-alpha-ratio", type=float, default=1e-4,
+                        help="our final learning rate over the starting one (word2vec.c: 1e-4)")
     args = parser.parse_args()
     scratch = scratch_dir()
     text = concatenated_en_mix(scratch)

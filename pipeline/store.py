@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -70,6 +71,46 @@ def save_npz(path: Path, **arrays) -> None:
     with atomic_path(path) as temp:
         with open(temp, "wb") as handle:
             np.savez(handle, **arrays)
+
+
+class BackgroundWriter:
+    """Runs writes (e.g. checkpoints) in a background thread, one at a time, so that the
+    caller goes on working while a file is written and synced. The caller hands over data
+    that it will not change afterwards (copies). run() first waits for the previous write;
+    wait() returns once the last write has finished and raises its error, if it had one.
+    As a context manager it waits on leaving the block, also when an exception ends it, so
+    an interrupted run still keeps the write it had started (and a failed write is never
+    silently dropped: its error is raised, chained to the one that ended the block)."""
+
+    def __init__(self):
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def run(self, write, *args) -> None:
+        self.wait()
+        self._thread = threading.Thread(target=self._guarded, args=(write, *args),
+                                        name="background-writer")
+        self._thread.start()
+
+    def _guarded(self, write, *args) -> None:
+        try:
+            write(*args)
+        except BaseException as error:          # handed to the caller's thread by wait()
+            self._error = error
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def __enter__(self) -> "BackgroundWriter":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.wait()
 
 
 def load_npy(path: Path, mmap: bool = False) -> np.ndarray:

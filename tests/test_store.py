@@ -1,3 +1,5 @@
+import time
+
 import numpy as np
 import pytest
 
@@ -51,3 +53,42 @@ def test_remove_temporaries(tmp_path):
     (tmp_path / "keep.npy").write_bytes(b"")
     store.remove_temporaries(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["keep.npy"]
+
+
+def test_background_writer_returns_at_once_and_runs_one_write_at_a_time():
+    """run() returns while its write is still going; the next run() and wait() wait for it."""
+    import threading
+    release, log = threading.Event(), []
+
+    def slow_write(name):
+        assert release.wait(timeout=10)
+        log.append(name)
+
+    writer = store.BackgroundWriter()
+    writer.run(slow_write, "first")
+    assert log == []                            # the caller went on before the write ended
+    threading.Timer(0.05, release.set).start()
+    writer.run(log.append, "second")            # waits until "first" is written
+    assert log[0] == "first"
+    writer.wait()
+    assert log == ["first", "second"]
+
+
+def test_background_writer_raises_a_failed_write_in_the_callers_thread(tmp_path):
+    def failing_write():
+        raise OSError("disk full")
+
+    writer = store.BackgroundWriter()
+    writer.run(failing_write)
+    with pytest.raises(OSError, match="disk full"):
+        writer.wait()
+    writer.wait()                                # the error is raised once
+    with pytest.raises(OSError, match="disk full"):
+        with store.BackgroundWriter() as writer:
+            writer.run(failing_write)
+    # a write still going when the block ends by an exception is finished, not dropped
+    with pytest.raises(KeyboardInterrupt):
+        with store.BackgroundWriter() as writer:
+            writer.run(lambda: (time.sleep(0.05), store.save_npz(tmp_path / "a.npz", x=np.ones(3))))
+            raise KeyboardInterrupt
+    assert store.load_npz(tmp_path / "a.npz")["x"].tolist() == [1.0, 1.0, 1.0]

@@ -453,7 +453,9 @@ def store_counters(counters, loss, sampled, predictions, seen, kept):
     counters[4] = kept
 
 
-@njit(parallel=True)
+# nogil: the calling thread lets go of the GIL while the threads train, so that a
+# checkpoint can be written in the background meanwhile (train.train_epochs).
+@njit(parallel=True, nogil=True)
 def train_threads(centre_step, output_step, vectors, weights, counters, tokens, offsets,
                   blocks, keep, head, private, window, alpha_start, alpha_end,
                   token_base, total_tokens, rng_states):

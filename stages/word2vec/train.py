@@ -15,7 +15,7 @@ import numba
 import numpy as np
 from tqdm import tqdm
 
-from pipeline.store import load_npz
+from pipeline.store import BackgroundWriter, load_npz
 from stages import corpus, vocab
 from stages.devices import choose_device
 from stages.errors import TrainingDiverged
@@ -253,11 +253,21 @@ def run(cfg, inputs, out) -> dict:
     clock = time.perf_counter()
     trainer.warm_up(state)
     compile_seconds = time.perf_counter() - clock
-    train_epochs(trainer, state, out, identity)
-    return write_outputs(out, cfg, words, state, device, threads, tokens.size, compile_seconds)
+    with BackgroundWriter() as checkpoints:
+        train_epochs(trainer, state, out, identity, checkpoints)
+        # the last epoch's checkpoint is written meanwhile: it covers a crash in here
+        summary = write_outputs(out, cfg, words, state, device, threads, tokens.size,
+                                compile_seconds)
+    out.discard(CHECKPOINT)
+    return summary
 
 
-def train_epochs(trainer: Trainer, state: dict, out, identity: str) -> None:
+def train_epochs(trainer: Trainer, state: dict, out, identity: str,
+                 checkpoints: BackgroundWriter) -> None:
+    """Train from the state's epoch and block to the end. Checkpoints are written in the
+    background, from a copy of the state, while training goes on (on the GPU, writing them
+    in the loop took 0.21-0.25 s of a 5-epoch run: bench/RESULTS.md). A checkpoint starts
+    only once the previous one is on disk; waiting for it counts as training time."""
     cfg, block_count = trainer.cfg, len(trainer.plan)
     starts = np.append(trainer.plan[:, 2], trainer.tokens.size)  # of each block; the epoch's end
     done = int(state["epoch"]) * trainer.tokens.size + int(starts[int(state["block"])])
@@ -280,7 +290,8 @@ def train_epochs(trainer: Trainer, state: dict, out, identity: str) -> None:
         if last == block_count or time.monotonic() - last_save > 60 * cfg.checkpoint_minutes:
             clock = time.perf_counter()
             trainer.sync_to_host(state)
-            save_checkpoint(out, state, identity)
+            checkpoints.run(save_checkpoint, out, {k: np.copy(v) for k, v in state.items()},
+                            identity)
             add_seconds(state, clock)
             last_save = time.monotonic()
     bar.close()
@@ -288,9 +299,9 @@ def train_epochs(trainer: Trainer, state: dict, out, identity: str) -> None:
 
 def add_seconds(state: dict, clock: float) -> None:
     """Count the time since `clock` as training time. It covers all that the epoch loop
-    does (the kernels, the checks, progress and checkpoints), as a peer's timer around its
-    train() call does; only a checkpoint's own write is missing from the time that
-    checkpoint holds."""
+    does (the kernels, the checks, progress, and for checkpoints the copy of the state and
+    any wait for the previous write), as a peer's timer around its train() call does; only
+    a checkpoint's own copy is missing from the time that checkpoint holds."""
     state["seconds"] = np.float64(state["seconds"] + time.perf_counter() - clock)
 
 
@@ -323,7 +334,6 @@ def write_outputs(out, cfg, words, state, device, threads, raw_tokens, compile_s
         "raw_words_per_second": raw_tokens * cfg.epochs / seconds if seconds > 0 else None,
     }
     out.write_json("metrics.json", metrics)
-    out.discard(CHECKPOINT)
     return {"device": device, "threads": threads,
             "words_per_second": round(metrics["raw_words_per_second"] or 0),
             "final_loss": round(metrics["loss_per_epoch"][-1], 4)}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline.config import CorpusConfig, VocabConfig, Word2VecConfig
-from pipeline.store import StageDir
+from pipeline.store import BackgroundWriter, StageDir
 from stages import corpus, vocab
 from stages.errors import InputError, TrainingDiverged
 from stages.word2vec import cpu, train
@@ -114,7 +114,8 @@ def test_cuda_weights_reach_the_host_for_each_checkpoint(prepared, tmp_path, mon
     saved = {}
     monkeypatch.setattr(train, "save_checkpoint", lambda out, state, identity: saved.update(
         {k: np.copy(v) for k, v in state.items()}))
-    train.train_epochs(trainer, state, out, "id")
+    with BackgroundWriter() as checkpoints:
+        train.train_epochs(trainer, state, out, "id", checkpoints)
     on_device = trainer.weights_on_device["vectors"].copy_to_host()
     assert not np.array_equal(on_device, start)
     assert state["vectors"].tobytes() == on_device.tobytes()
@@ -134,18 +135,21 @@ def test_cuda_divergence_is_found_on_the_device(prepared):
         trainer.check_finite(state)
 
 
-def test_reported_time_covers_the_checks_and_checkpoints(prepared, tmp_path, monkeypatch):
+def test_reported_time_covers_the_checks_and_the_waits_for_checkpoints(prepared, tmp_path,
+                                                                         monkeypatch):
     """words/s is over all that the epoch loop does, as a peer's timer around its train()
-    call: a check or checkpoint that takes 0.1 s shows in `seconds`."""
-    slow = 0.1
+    call: a check that takes 0.1 s shows in `seconds`, and so does the time the loop waits
+    for a checkpoint still being written in the background (0.3 s each here) before it
+    can start the next one. The last one is written while the outputs are."""
+    check_seconds, save_seconds = 0.1, 0.3
     check, save = train.Trainer.check_finite, train.save_checkpoint
 
     def slow_check(self, state):
-        time.sleep(slow)
+        time.sleep(check_seconds)
         check(self, state)
 
     def slow_save(*args):
-        time.sleep(slow)
+        time.sleep(save_seconds)
         save(*args)
 
     monkeypatch.setattr(train.Trainer, "check_finite", slow_check)
@@ -153,10 +157,42 @@ def test_reported_time_covers_the_checks_and_checkpoints(prepared, tmp_path, mon
     # no training, so that nothing else (a first call's compilation) takes that long
     monkeypatch.setattr(train.Trainer, "run_chunk", lambda self, state, first, last: None)
     _, metrics = train_once(prepared, tmp_path, epochs=2, chunk_words=1_000_000)
-    # one chunk per epoch: a check and an end-of-epoch checkpoint each
-    assert metrics["seconds"] >= 2 * 2 * slow
+    # one chunk per epoch: two checks, and epoch 2's checkpoint waits for most of epoch 1's
+    assert metrics["seconds"] >= check_seconds + save_seconds
     tokens, _ = corpus.load_split(prepared["corpus"], "train")
     assert metrics["raw_words_per_second"] == pytest.approx(2 * tokens.size / metrics["seconds"])
+
+
+def test_a_checkpoint_written_while_training_goes_on_holds_the_state_it_was_taken_from(
+        prepared, tmp_path, monkeypatch):
+    """Checkpoints are written late (0.05 s after they are taken, while the next chunks
+    train): resuming from any of them must still give the uninterrupted run's vectors, so
+    each file held the state of its own block, not a later one."""
+    settings = {"chunk_words": 4000, "checkpoint_minutes": 1e-9, "epochs": 2}
+    expected, _ = train_once(prepared, tmp_path / "whole", **settings)
+    save, run_chunk, written = train.save_checkpoint, train.Trainer.run_chunk, []
+
+    def late_save(out, state, identity):
+        time.sleep(0.05)
+        written.append((dict(state), identity))
+        save(out, state, identity)
+
+    def slow_chunk(self, state, first, last):
+        run_chunk(self, state, first, last)
+        time.sleep(0.02)                    # a few chunks train while a checkpoint is written
+
+    monkeypatch.setattr(train, "save_checkpoint", late_save)
+    monkeypatch.setattr(train.Trainer, "run_chunk", slow_chunk)
+    train_once(prepared, tmp_path / "late", **settings)
+    monkeypatch.setattr(train.Trainer, "run_chunk", run_chunk)
+    monkeypatch.setattr(train, "save_checkpoint", save)
+    mid_epoch = [(state, identity) for state, identity in written if int(state["block"]) > 0]
+    assert len(mid_epoch) >= 3
+    for n, (state, identity) in enumerate(mid_epoch):
+        resumed_dir = tmp_path / f"resumed-{n}"
+        save(StageDir(resumed_dir, quiet=True, fingerprint="test"), state, identity)
+        resumed, _ = train_once(prepared, resumed_dir, **settings)
+        assert resumed.tobytes() == expected.tobytes(), (int(state["epoch"]), int(state["block"]))
 
 
 def test_killed_run_resumes_from_its_checkpoint_to_the_same_vectors(prepared, tmp_path, monkeypatch):
