@@ -1,3 +1,4 @@
+import threading
 import time
 
 import numpy as np
@@ -57,7 +58,6 @@ def test_remove_temporaries(tmp_path):
 
 def test_background_writer_returns_at_once_and_runs_one_write_at_a_time():
     """run() returns while its write is still going; the next run() and wait() wait for it."""
-    import threading
     release, log = threading.Event(), []
 
     def slow_write(name):
