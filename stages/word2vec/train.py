@@ -222,6 +222,12 @@ def cuda_workers() -> int:
     return cuda.get_current_device().MULTIPROCESSOR_COUNT * 16
 
 
+def start_checkpoint(checkpoints: BackgroundWriter, out, state: dict, fingerprint: str) -> None:
+    """Hand a copy of the state to the background writer, once the previous checkpoint is
+    on disk: training goes on changing `state` while the file is written."""
+    checkpoints.run(save_checkpoint, out, {k: np.copy(v) for k, v in state.items()}, fingerprint)
+
+
 def save_checkpoint(out, state: dict, fingerprint: str) -> None:
     out.save_npz(CHECKPOINT, fingerprint=np.array(fingerprint), **state)
 
@@ -290,8 +296,7 @@ def train_epochs(trainer: Trainer, state: dict, out, identity: str,
         if last == block_count or time.monotonic() - last_save > 60 * cfg.checkpoint_minutes:
             clock = time.perf_counter()
             trainer.sync_to_host(state)
-            checkpoints.run(save_checkpoint, out, {k: np.copy(v) for k, v in state.items()},
-                            identity)
+            start_checkpoint(checkpoints, out, state, identity)
             add_seconds(state, clock)
             last_save = time.monotonic()
     bar.close()
