@@ -1,7 +1,7 @@
 """word2vec: our CPU kernels against gensim, side by side on en-mix (5.4M words).
 
     python bench/word2vec_vs_gensim.py [--configs sg-hs,cbow-hs,sg-ns,cbow-ns] [--epochs 5]
-                                       [--threads 2] [--seeds 3]
+                                       [--threads 2] [--seeds 3 (0: scaling only)]
                                        [--scaling-runs 3 | --no-scaling]
                                        [--ours-alpha A] [--ours-min-alpha-ratio R]
 
@@ -29,7 +29,8 @@ training's analogy accuracy moves by about half a point from seed to seed (gensi
 two workers, seeds 1-4: 13.3, 12.4, 12.7, 13.2%), so a single pair compares two draws.
 The scaling column reruns ours with one thread and with `threads` for one epoch each,
 alternately, --scaling-runs times (0: none), and gives the median ratio and the range:
-one pair of runs moves by 5-10% on a shared machine.
+one pair of runs moves by 5-10% on a shared machine. --seeds 0 measures only that column,
+with as many pairs as --scaling-runs.
 "+MiB" is the peak resident memory of the training process minus its resident memory just
 before training (ours: after the memory-mapped corpus is opened and the kernels loaded;
 gensim: before build_vocab, which holds its vocabulary); V x D float32 is 13 MiB here.
@@ -132,6 +133,8 @@ def scaling_ratio(inputs: dict, scratch: Path, name: str, threads: int, runs: in
         one = in_child(train_ours, inputs, scratch / f"one-{name}", model, loss, 1, 1)
         many = in_child(train_ours, inputs, scratch / f"many-{name}", model, loss, 1, threads)
         ratios.append(many[0] / one[0])
+        print(f"{name} scaling: Mw/s {one[0] / 1e6:.3f} with one thread, {many[0] / 1e6:.3f} "
+              f"with {threads}: {ratios[-1]:.2f}x", flush=True)
     return f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
 
 
@@ -154,7 +157,9 @@ def compare_once(inputs: dict, text: Path, scratch: Path, name: str, args, seed:
 
 
 def table_row(name: str, pairs: list[dict], scaling: str) -> list[str]:
-    """One row of HEADER from the per-seed comparisons."""
+    """One row of HEADER from the per-seed comparisons ("-" where there are none)."""
+    if not pairs:
+        return [name] + ["-"] * (len(HEADER) - 4) + [scaling, "-", "-"]
     def mean(key, side):
         return statistics.mean(pair[key][side] for pair in pairs)
     speed = [statistics.median(pair["speed"][side] for pair in pairs) for side in (0, 1)]
@@ -172,7 +177,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seeds", type=int, default=3,
-                        help="train each tool with seeds 1..N and average the quality figures")
+                        help="train each tool with seeds 1..N and average the quality figures "
+                             "(0: only the scaling column)")
     parser.add_argument("--scaling-runs", type=int, default=3)
     parser.add_argument("--no-scaling", dest="scaling_runs", action="store_const", const=0,
                         help="the same as --scaling-runs 0")
@@ -181,6 +187,8 @@ def main():
     parser.add_argument("--ours-min-alpha-ratio", type=float, default=1e-4,
                         help="our final learning rate over the starting one (word2vec.c: 1e-4)")
     args = parser.parse_args()
+    if args.seeds < 1 and args.scaling_runs < 1:
+        parser.error("--seeds 0 measures only the scaling column: give --scaling-runs 1 or more")
     scratch = scratch_dir()
     text = concatenated_en_mix(scratch)
     inputs = word2vec_inputs(scratch, [text])
@@ -192,9 +200,11 @@ def main():
         rows.append(table_row(name, pairs, scaling))
         print_table(HEADER, rows[-1:])
     print()
-    print(f"en-mix, dim 100, window 5, min_count 5, sample 1e-3, {args.epochs} epochs, "
-          f"{args.threads} threads, seeds 1-{args.seeds}; words/s in millions of raw words "
-          f"(median over the seeds), quality figures and diffs averaged over the seeds")
+    trained = (f"{args.epochs} epochs, seeds 1-{args.seeds}; words/s in millions of raw words "
+               f"(median over the seeds), quality figures and diffs averaged over the seeds"
+               if args.seeds else "scaling only")
+    print(f"en-mix, dim 100, window 5, min_count 5, sample 1e-3, {args.threads} threads, "
+          f"{trained}; scaling: {args.scaling_runs} pairs of one-epoch runs")
     print_table(HEADER, rows)
 
 
