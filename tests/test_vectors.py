@@ -1,8 +1,11 @@
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from stages.errors import InputError
+from stages import vectors as vectors_module
 from stages.vectors import Vectors
 
 
@@ -46,6 +49,101 @@ def test_gensim_reads_ours_and_we_read_gensims(tmp_path, binary):
     back = Vectors.load(tmp_path / "theirs")
     assert back.words == vectors.words
     np.testing.assert_allclose(back.matrix, vectors.matrix, atol=1e-6)
+
+
+def awkward_values(rng, count):
+    """Random float32 bit patterns below the text kernel's limit, and the cases where
+    formatting goes wrong first: ties half a millionth apart (dyadic, so they are exact),
+    -0.0, negatives that round to zero, values that round up to the next integer."""
+    bits = rng.integers(0, 2 ** 32, 4 * count, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    bits = bits[np.isfinite(bits) & (np.abs(bits) < vectors_module.TEXT_KERNEL_LIMIT)][:count]
+    ties = (2 * np.arange(-300, 300) + 1) / 2 ** 7                    # k + 0.5 millionths
+    edges = [0.0, -0.0, -4e-7, 4e-7, 5e-7, -5e-7, 0.9999995, 1.9999996, 999999.94,
+             999999999999.0 - 2 ** 16, 1e-45, -1e-45]
+    return np.concatenate([bits, ties, np.array(edges)]).astype(np.float32)
+
+
+def test_text_rows_are_byte_for_byte_pythons_fixed_six_decimals():
+    rng = np.random.default_rng(7)
+    values = awkward_values(rng, 20_000)
+    chunk = values[: values.size // 8 * 8].reshape(-1, 8)
+    names = [f"w{i}".encode() if i % 3 else "ünï".encode() for i in range(chunk.shape[0])]
+    ours = bytes(vectors_module.text_rows(names, chunk))
+    assert ours == vectors_module.text_rows_reference(names, chunk)
+
+
+def test_text_files_take_the_reference_for_huge_or_non_finite_rows_and_join_chunks(tmp_path,
+                                                                                   monkeypatch):
+    monkeypatch.setattr(vectors_module, "TEXT_CHUNK_VALUES", 10)    # 2 rows of 5 per chunk
+    vectors = sample_vectors(V=9)
+    vectors.matrix[3, 1], vectors.matrix[6, 4] = 3e20, np.nan
+    vectors.save(tmp_path / "v.txt")
+    names = [w.encode() for w in vectors.words]
+    expected = b"9 5\n" + vectors_module.text_rows_reference(names, vectors.matrix)
+    assert (tmp_path / "v.txt").read_bytes() == expected
+    assert b" 300000006012263202816.000000 " in expected and b" nan\n" in expected
+
+
+def text_file(rows: list[list[str]]) -> tuple[bytes, int]:
+    """A text vectors file of the given tokens per row, and where its first row starts."""
+    header = f"{len(rows)} {len(rows[0])}\n".encode()
+    lines = [f"w{i}{'é' if i % 2 else ''} " + " ".join(row) for i, row in enumerate(rows)]
+    return header + "\n".join(lines).encode() + b"\n", len(header)
+
+
+def parse_both_ways(data: bytes, start: int) -> tuple[int, int]:
+    """(lines the kernel parsed, lines): the file read through _read_text and through the
+    reference gives the same words and bits, or the same error."""
+    count, dim = (int(x) for x in data[:start].split())
+    matrix, spans = np.empty((count, dim), np.float32), np.empty((count, 2), np.int64)
+    parsed = vectors_module.parse_text_rows(np.frombuffer(data, np.uint8), start, count, dim,
+                                            matrix, spans)
+    try:
+        reference = vectors_module._read_text_reference(data, start, count, dim, "f.txt")
+    except InputError as error:
+        with pytest.raises(InputError, match=re.escape(str(error))):
+            vectors_module._read_text(data, start, count, dim, "f.txt")
+        return parsed, count
+    ours = vectors_module._read_text(data, start, count, dim, "f.txt")
+    assert ours[0] == reference[0]
+    assert np.array_equal(ours[1].view(np.uint32), reference[1].view(np.uint32))
+    return parsed, count
+
+
+def test_the_text_kernel_parses_every_usual_number_form_exactly():
+    """Python's %.6f (ours, word2vec.c), numpy's shortest float32 text (gensim), %g, %e,
+    signs, a bare point: all on the kernel's exact path, with the reference's bits."""
+    rng = np.random.default_rng(3)
+    values = awkward_values(rng, 3000)
+    # the magnitudes trained vectors have: 9 digits at 10 ** -10 still need only 10 ** -18
+    values = values[(np.abs(values) < 1e9) & ((np.abs(values) > 1e-10) | (values == 0))]
+    values = np.concatenate([values, rng.standard_normal(3000) * 10.0 ** rng.uniform(-6, 6, 3000)])
+    forms = [lambda x: f"{x:.6f}", lambda x: str(np.float32(x)), lambda x: f"{x:g}",
+             lambda x: f"{x:.4E}", lambda x: f"+{abs(x):.3f}", lambda x: f"{x:.0f}.",
+             lambda x: f"{x:.2f}".replace("0.", ".", 1), lambda x: "-0"]
+    tokens = [forms[i % len(forms)](float(x)) for i, x in enumerate(values)]
+    rows = [tokens[i:i + 6] for i in range(0, len(tokens) - 5, 6)]
+    parsed, count = parse_both_ways(*text_file(rows))
+    assert parsed == count
+
+
+@pytest.mark.parametrize("odd", ["0.12345678901234567", "nan", "-inf", "1e-30", "1e400",
+                                 "1_000", "1.5\t", "", "0x10", "1e", "+"])
+def test_lines_the_text_kernel_does_not_take_are_read_by_the_reference(odd):
+    """Too many digits or too large an exponent for the exact path, words float() takes
+    or refuses, an empty field: the kernel stops at that line and the reference decides."""
+    data, start = text_file([["0.5", "-1.25", "3"], ["1", odd, "2"], ["4", "5", "6"]])
+    parsed, count = parse_both_ways(data, start)
+    assert parsed == 1
+
+
+def test_a_text_file_whose_first_word_is_not_ascii_is_read_as_text(tmp_path):
+    vectors = Vectors(["été", "naïve"], np.array([[1.5, -2], [0.25, 4]], np.float32))
+    vectors.save(tmp_path / "v.vec", binary=False)
+    loaded = Vectors.load(tmp_path / "v.vec")
+    assert loaded.words == vectors.words and np.array_equal(loaded.matrix, vectors.matrix)
+    vectors.save(tmp_path / "v.bin", binary=True)
+    assert np.array_equal(Vectors.load(tmp_path / "v.bin").matrix, vectors.matrix)
 
 
 def test_truncated_binary_file_is_a_clear_error(tmp_path):
