@@ -17,6 +17,9 @@ kernels (Python's "%.6f" and float() exactly: tests compare them with the refere
 from __future__ import annotations
 
 import math
+import mmap
+import os
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
@@ -125,19 +128,33 @@ class Vectors:
                 write_text_rows(handle, self.words, self.matrix)
 
     @classmethod
-    def load(cls, path: Path, binary: bool | None = None) -> "Vectors":
-        """Read a word2vec C format file (text or binary; guessed from the content)."""
+    def load(cls, path: Path, binary: bool | None = None, limit: int | None = None) -> "Vectors":
+        """Read a word2vec C format file (text or binary; guessed from the content); with
+        `limit`, only its first `limit` vectors (the most frequent ones, in the files
+        word2vec.c and gensim write). The file is mapped, not copied: beyond the page
+        cache, which the system can drop, only the vectors loaded take memory."""
         path = Path(path)
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as handle, mapped(handle) as data:
+                count, dim, start = _parse_header(data, path)
+                count = count if limit is None else min(count, max(limit, 0))
+                if binary is None:
+                    binary = not _first_row_is_text(data, start, dim)
+                reader = _read_binary if binary else _read_text
+                words, matrix = reader(data, start, count, dim, path)
         except OSError as err:
             raise InputError(f"cannot read vectors file {path}: {err}") from None
-        count, dim, start = _parse_header(data, path)
-        if binary is None:
-            binary = not _first_row_is_text(data, start, dim)
-        reader = _read_binary if binary else _read_text
-        words, matrix = reader(data, start, count, dim, path)
         return cls(words, matrix)
+
+
+@contextmanager
+def mapped(handle):
+    """The open file's bytes, memory-mapped read-only (an empty file cannot be mapped)."""
+    if os.fstat(handle.fileno()).st_size == 0:
+        yield b""
+        return
+    with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        yield data
 
 
 def write_text_rows(handle, words: list[str], matrix: np.ndarray) -> None:

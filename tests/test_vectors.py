@@ -146,6 +146,17 @@ def test_a_text_file_whose_first_word_is_not_ascii_is_read_as_text(tmp_path):
     assert np.array_equal(Vectors.load(tmp_path / "v.bin").matrix, vectors.matrix)
 
 
+@pytest.mark.parametrize("name", ["v.bin", "v.txt"])
+def test_a_limit_loads_the_first_vectors_only(tmp_path, name):
+    vectors = sample_vectors(V=20)
+    vectors.save(tmp_path / name)
+    first = Vectors.load(tmp_path / name, limit=7)
+    assert first.words == vectors.words[:7]
+    np.testing.assert_allclose(first.matrix, vectors.matrix[:7], atol=1e-6)
+    assert len(Vectors.load(tmp_path / name, limit=100)) == 20
+    assert Vectors.load(tmp_path / name, limit=0).matrix.shape == (0, 5)
+
+
 def test_truncated_binary_file_is_a_clear_error(tmp_path):
     sample_vectors().save(tmp_path / "v.bin")
     data = (tmp_path / "v.bin").read_bytes()
