@@ -245,8 +245,9 @@ def _first_row_is_text(data: bytes, start: int, dim: int) -> bool:
     """Whether the first row is a text line: a word and `dim` numbers. (Raw float32 bytes
     that split into `dim` numbers and hold no newline are not a risk worth naming; non-ASCII
     words, which a test on the bytes alone would take for binary, are.)"""
-    end = data.find(b"\n", start, start + MAX_WORD_BYTES + 64 * dim)
-    fields = data[start:end if end >= 0 else len(data)].rstrip().split(b" ")
+    window = min(len(data), start + MAX_WORD_BYTES + 64 * dim)    # a binary file may have
+    end = data.find(b"\n", start, window)                         # no newline at all
+    fields = data[start:end if end >= 0 else window].rstrip().split(b" ")
     if len(fields) != dim + 1:
         return False
     try:

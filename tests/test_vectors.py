@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from stages.errors import InputError
 from stages import vectors as vectors_module
+from stages.errors import InputError
 from stages.vectors import Vectors
 
 
@@ -130,7 +130,7 @@ def test_the_text_kernel_parses_every_usual_number_form_exactly():
 @pytest.mark.parametrize("odd", ["0.12345678901234567", "nan", "-inf", "1e-30", "1e400",
                                  "1_000", "1.5\t", "", "0x10", "1e", "+"])
 def test_lines_the_text_kernel_does_not_take_are_read_by_the_reference(odd):
-    """Too many digits or too large an exponent for the exact path, words float() takes
+    """Too many digits or too large an exponent for the exact path, tokens float() takes
     or refuses, an empty field: the kernel stops at that line and the reference decides."""
     data, start = text_file([["0.5", "-1.25", "3"], ["1", odd, "2"], ["4", "5", "6"]])
     parsed, count = parse_both_ways(data, start)
@@ -144,6 +144,11 @@ def test_a_text_file_whose_first_word_is_not_ascii_is_read_as_text(tmp_path):
     assert loaded.words == vectors.words and np.array_equal(loaded.matrix, vectors.matrix)
     vectors.save(tmp_path / "v.bin", binary=True)
     assert np.array_equal(Vectors.load(tmp_path / "v.bin").matrix, vectors.matrix)
+    # binary rows need not end in a newline (word2vec.c reads them without)
+    rows = b"".join(w.encode() + b" " + row.tobytes() for w, row in zip(vectors.words, vectors.matrix))
+    (tmp_path / "bare.bin").write_bytes(b"2 2\n" + rows)
+    bare = Vectors.load(tmp_path / "bare.bin")
+    assert bare.words == vectors.words and np.array_equal(bare.matrix, vectors.matrix)
 
 
 @pytest.mark.parametrize("name", ["v.bin", "v.txt"])
