@@ -1,4 +1,8 @@
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -197,6 +201,45 @@ def test_binary_loader_never_crashes_on_garbage(tmp_path_factory, body, count, d
     except InputError:
         return
     assert len(loaded) == count and loaded.matrix.shape == (count, dim)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"a", b"\xc3\xa9", b" ", b"\n", b"\r", b"\t", b"-", b"+",
+                                 b".", b"e", b"E", b"0", b"7", b"9", b"1e22", b"nan", b"\x00",
+                                 b"w 0.5\n", b"w -1e-3 "]),
+                max_size=60),
+       st.integers(0, 4), st.integers(1, 2))
+def test_text_loader_never_crashes_on_garbage(tmp_path_factory, pieces, count, dim):
+    """The text kernel reads untrusted bytes without Python's bounds checks: on any input
+    it must give the reference's result or its error."""
+    data = f"{count} {dim}\n".encode() + b"".join(pieces)
+    parsed, _ = parse_both_ways(data, data.index(b"\n") + 1)
+    assert 0 <= parsed <= count
+
+
+BOUNDS_SCRIPT = """
+import random, numpy as np
+from stages import vectors as vm
+random.seed(0)
+pieces = [b"w", b" ", b"\\n", b"\\r", b"-", b".", b"e", b"5", b"1e22", b"w 0.5\\n", b"\\xc3\\xa9"]
+for _ in range(3000):
+    count, dim = random.randint(1, 3), random.randint(1, 2)
+    data = f"{count} {dim}\\n".encode() + b"".join(random.choice(pieces) for _ in range(random.randint(0, 25)))
+    start = data.index(b"\\n") + 1
+    vm.parse_text_rows(np.frombuffer(data, np.uint8), start, count, dim,
+                       np.empty((count, dim), np.float32), np.empty((count, 2), np.int64))
+values = np.array([0.0, -0.0, 999999999999.0 - 2 ** 16, -5e-7, 1e-45], np.float32)
+vm.text_rows([b"w", b"\\xc3\\xa9"] * 2, np.resize(values, (4, 5)).astype(np.float32))
+"""
+
+
+def test_the_text_kernels_stay_inside_their_arrays(tmp_path):
+    """Compiled kernels do not check indices: run them on garbage with Numba's bounds
+    checks on (a fresh process, as the switch is read at start-up)."""
+    env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", BOUNDS_SCRIPT], env=env, capture_output=True,
+                            text=True, cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_queries_on_a_hand_made_space():
