@@ -37,8 +37,10 @@ MAX_WORD_BYTES = 10000          # a longer "word" means a malformed file
 TEXT_KERNEL_LIMIT = 1e12
 TEXT_SCALE = 1_000_000                      # 10 ** 6 decimals
 TEXT_VALUE_BYTES = 1 + 12 + 1 + 6 + 1       # sign, integer digits, point, decimals, space
-# Rows formatted per kernel call: bounds the text buffer (about 100 MB) on any vocabulary.
-TEXT_CHUNK_VALUES = 1 << 22
+# Values formatted per kernel call: bounds the text buffer (at most 22 MB, half of it
+# touched) on any vocabulary; the old writer's lines took next to nothing, and a 4M-value
+# buffer had added about 20 MiB to training's peak memory (bench/RESULTS.md).
+TEXT_CHUNK_VALUES = 1 << 20
 
 
 class Vectors:
