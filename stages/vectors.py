@@ -210,6 +210,8 @@ def format_text_rows(word_bytes, word_ends, chunk, out):
 
 @njit(cache=True, inline="always")
 def format_fixed6(value, out, position, digits):
+    """Write float64 `value` (|value| < TEXT_KERNEL_LIMIT) as "%.6f" into out at position;
+    returns the position after it. digits: uint8 scratch for the integer part."""
     if value < 0 or (value == 0 and math.copysign(1.0, value) < 0):
         out[position] = 45                                  # "-", also for -0.0 as Python
         position += 1
