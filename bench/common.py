@@ -82,21 +82,26 @@ def timed(function, *args, **kwargs):
 
 
 def current_rss_mib() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+    return status_mib("VmRSS")
 
 
 def peak_rss_mib() -> float:
     """This process's peak resident memory (VmHWM: unlike ru_maxrss it is not inherited
     from the parent across fork + exec)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return status_mib("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def status_mib(field: str, pid: int | str = "self") -> float:
+    """A memory figure from /proc/PID/status in MiB; 0 where it cannot be read (the
+    process has exited, or the system has no /proc)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def print_table(header: list[str], rows: list[list]) -> None:

@@ -4,6 +4,7 @@
                                        [--threads 2] [--seeds 3 (0: scaling only)]
                                        [--scaling-runs 3 | --no-scaling]
                                        [--ours-alpha A] [--ours-min-alpha-ratio R]
+                                       [--c-word2vec [PATH/word2vec.c]]
 
 Same settings for both: dim 100, window 5, min_count 5, sample 1e-3, negative 5 (NS),
 the whole corpus (no held-out lines). gensim runs in corpus_file mode with `workers`
@@ -31,6 +32,10 @@ The scaling column reruns ours with one thread and with `threads` for one epoch 
 alternately, --scaling-runs times (0: none), and gives the median ratio and the range:
 one pair of runs moves by 5-10% on a shared machine. --seeds 0 measures only that column,
 with as many pairs as --scaling-runs.
+--c-word2vec adds the original C word2vec as a third tool (bench/c_word2vec.py builds it,
+from the PyPI package `word2vec`'s copy of word2vec.c or from the file given): trained once
+per seed with the same settings and its own learning rates (word2vec.c has no seed; its
+runs differ by its threads' timing), scored by the same code, in a second table.
 "+MiB" is the peak resident memory of the training process minus its resident memory just
 before training (ours: after the memory-mapped corpus is opened and the kernels loaded;
 gensim: before build_vocab, which holds its vocabulary); V x D float32 is 13 MiB here.
@@ -43,6 +48,7 @@ import statistics
 import time
 from pathlib import Path
 
+import c_word2vec
 from common import (SHARED_DATA, WORD2VEC_CONFIGS, concatenated_en_mix, current_rss_mib,
                     peak_rss_mib, print_table, scratch_dir, word2vec_inputs)
 
@@ -138,8 +144,10 @@ def scaling_ratio(inputs: dict, scratch: Path, name: str, threads: int, runs: in
     return f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
 
 
-def compare_once(inputs: dict, text: Path, scratch: Path, name: str, args, seed: int) -> dict:
-    """Ours and gensim trained with one seed: their words/s, +MiB and quality figures."""
+def compare_once(inputs: dict, text: Path, scratch: Path, name: str, args, seed: int,
+                 c_tool: dict | None) -> dict:
+    """Ours and gensim (and the C tool, where `c_tool` holds it) trained with one seed: their
+    words/s, +MiB and quality figures."""
     from stages.evaluate import shared_question_accuracy
     model, loss = WORD2VEC_CONFIGS[name]
     ours = in_child(train_ours, inputs, scratch / f"ours-{name}", model, loss, args.epochs,
@@ -151,9 +159,46 @@ def compare_once(inputs: dict, text: Path, scratch: Path, name: str, args, seed:
     print(f"{name} seed {seed}: Mw/s {ours[0] / 1e6:.3f} / {theirs[0] / 1e6:.3f}, analogy "
           f"{100 * q_ours:.1f} / {100 * q_theirs:.1f}%, ws353 {w_ours:.3f} / {w_theirs:.3f} "
           f"(ours / gensim)", flush=True)
-    return {"speed": (ours[0], theirs[0]), "mib": (ours[2], theirs[2]),
-            "analogy": (100 * q_ours, 100 * q_theirs), "same_q": (100 * s_ours, 100 * s_theirs),
-            "ws353": (w_ours, w_theirs)}
+    figures = {"speed": (ours[0], theirs[0]), "mib": (ours[2], theirs[2]),
+               "analogy": (100 * q_ours, 100 * q_theirs), "same_q": (100 * s_ours, 100 * s_theirs),
+               "ws353": (w_ours, w_theirs)}
+    if c_tool:
+        figures["c"] = compare_c_tool(c_tool, text, scratch, name, args, ours[0], q_ours, w_ours)
+    return figures
+
+
+def compare_c_tool(c_tool: dict, text: Path, scratch: Path, name: str, args, ours_speed: float,
+                   ours_analogy: float, ours_wordsim: float) -> dict:
+    """One training of the C tool: its figures beside ours from the same seed."""
+    model, loss = WORD2VEC_CONFIGS[name]
+    speed, _, mib, vectors = c_word2vec.train(c_tool["binary"], text, c_tool["vocab"],
+                                              scratch / f"c-{name}", model, loss, args.epochs,
+                                              args.threads, c_tool["raw_words"])
+    _, accuracy, wordsim = quality(vectors)
+    print(f"{name} word2vec.c: Mw/s {speed / 1e6:.3f}, analogy {100 * accuracy:.1f}%, ws353 "
+          f"{wordsim:.3f}, peak {mib:.0f} MiB", flush=True)
+    return {"speed": (ours_speed, speed), "analogy": (100 * ours_analogy, 100 * accuracy),
+            "ws353": (ours_wordsim, wordsim), "mib": mib}
+
+
+def c_tool_row(name: str, pairs: list[dict]) -> list[str]:
+    """One row of C_HEADER: the C tool's figures and ours against them."""
+    speed = [statistics.median(pair["c"]["speed"][side] for pair in pairs) for side in (0, 1)]
+    row = [name, f"{speed[1] / 1e6:.3f}", f"{speed[0] / speed[1]:.2f}x"]
+    for key, digits in (("analogy", 1), ("ws353", 3)):
+        ours, theirs = (statistics.mean(pair["c"][key][side] for pair in pairs) for side in (0, 1))
+        row += [f"{theirs:.{digits}f}", f"{ours - theirs:+.{digits}f}"]
+    return row + [f"{max(pair['c']['mib'] for pair in pairs):.0f}"]
+
+
+def prepare_c_tool(source: str | None, text: Path, scratch: Path, inputs: dict) -> dict | None:
+    """The C tool's binary, its vocabulary of `text` and the raw word count that its
+    words/s divide by (ours, which gensim's equals); None without --c-word2vec."""
+    if source is None:
+        return None
+    binary = c_word2vec.build(scratch / "c-tool", None if source == "pypi" else Path(source))
+    vocab = c_word2vec.count_vocabulary(binary, text, scratch / "c-tool")
+    return {"binary": binary, "vocab": vocab, "raw_words": corpus_split(inputs)[0].size}
 
 
 def table_row(name: str, pairs: list[dict], scaling: str) -> list[str]:
@@ -186,19 +231,25 @@ def main():
                         help="our starting learning rate (default 0: word2vec.c's per model)")
     parser.add_argument("--ours-min-alpha-ratio", type=float, default=1e-4,
                         help="our final learning rate over the starting one (word2vec.c: 1e-4)")
+    parser.add_argument("--c-word2vec", nargs="?", const="pypi", default=None, metavar="SOURCE",
+                        help="also train the original C word2vec, built from SOURCE (a "
+                             "word2vec.c) or, with no SOURCE, from the PyPI package word2vec")
     args = parser.parse_args()
     if args.seeds < 1 and args.scaling_runs < 1:
         parser.error("--seeds 0 measures only the scaling column: give --scaling-runs 1 or more")
     scratch = scratch_dir()
     text = concatenated_en_mix(scratch)
     inputs = word2vec_inputs(scratch, [text])
-    rows = []
+    c_tool = prepare_c_tool(args.c_word2vec, text, scratch, inputs)
+    rows, c_rows = [], []
     for name in args.configs.split(","):
-        pairs = [compare_once(inputs, text, scratch, name, args, seed)
+        pairs = [compare_once(inputs, text, scratch, name, args, seed, c_tool)
                  for seed in range(1, args.seeds + 1)]
         scaling = scaling_ratio(inputs, scratch, name, args.threads, args.scaling_runs)
         rows.append(table_row(name, pairs, scaling))
         print_table(HEADER, rows[-1:])
+        if c_tool and pairs:
+            c_rows.append(c_tool_row(name, pairs))
     print()
     trained = (f"{args.epochs} epochs, seeds 1-{args.seeds}; words/s in millions of raw words "
                f"(median over the seeds), quality figures and diffs averaged over the seeds"
@@ -206,11 +257,17 @@ def main():
     print(f"en-mix, dim 100, window 5, min_count 5, sample 1e-3, {args.threads} threads, "
           f"{trained}; scaling: {args.scaling_runs} pairs of one-epoch runs")
     print_table(HEADER, rows)
+    if c_rows:
+        print(f"\nthe original C word2vec, the same settings and {args.threads} threads, "
+              f"once per seed; diffs are ours minus its")
+        print_table(C_HEADER, c_rows)
 
 
 HEADER = ["config", "ours Mw/s", "gensim Mw/s", "speed", "ours analogy%", "gensim analogy%", "diff",
           "ours same-q%", "gensim same-q%", "diff",
           "ours ws353", "gensim ws353", "diff", "scaling", "ours +MiB", "gensim +MiB"]
+C_HEADER = ["config", "C Mw/s", "ours/C speed", "C analogy%", "diff", "C ws353", "diff",
+            "C peak MiB"]
 
 
 if __name__ == "__main__":
