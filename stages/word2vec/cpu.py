@@ -69,17 +69,26 @@ LOSS_SAMPLE_EVERY = 16
 # HS 5 points of analogy (10.3%) and CBOW + HS 6 (6.8%); dividing each merged change by
 # the number of threads holding a copy kept the analogy (16.2%, 13.1%) but cost skip-gram
 # + HS its WordSim (0.31-0.32).
+# Skip-gram makes about window + 1 predictions per centre word where CBOW makes one, so its
+# private rows went stale over six times as many updates between merges, and that cost it:
+# skip-gram + HS with two threads, seeds 1-4, scored 15.0% analogy merging every 16,384
+# centre words, 15.8% every 1,024 (words/s within noise: medians 0.94 and 0.95 Mw/s) and
+# 15.7% with no private rows (15-20% slower); one thread scores 16.0%. CBOW + HS merging every 1,024 ran 15-20% slower for
+# +0.3 analogy and -0.01 WordSim (bench/RESULTS.md).
 HS_PRIVATE_ROWS, HS_PRIVATE_BYTES, HS_MERGE_EVERY = 4096, 5 << 20, 16384
+HS_MERGE_EVERY_SKIPGRAM = 1024
 NS_PRIVATE_ROWS, NS_MERGE_EVERY = 256, 1024
 MANY_THREADS_ROWS, MANY_THREADS_MERGE_EVERY = 256, 128
 NO_PRIVATE_ROWS = (0, 0, 1)                 # `private` when no row is private
 
 
-def hs_private_rows(dim: int, threads: int) -> tuple[int, int]:
+def hs_private_rows(dim: int, threads: int, model: str) -> tuple[int, int]:
     """(inner nodes nearest the root each thread keeps privately, centre words between its
-    merges): see above."""
+    merges) for `model` ("skipgram" or "cbow"): see above."""
     if threads > 2:
         rows, merge_every = MANY_THREADS_ROWS, MANY_THREADS_MERGE_EVERY
+    elif model == "skipgram":
+        rows, merge_every = HS_PRIVATE_ROWS, HS_MERGE_EVERY_SKIPGRAM
     else:
         rows, merge_every = HS_PRIVATE_ROWS, HS_MERGE_EVERY
     return max(1, min(rows, HS_PRIVATE_BYTES // (8 * dim))), merge_every

@@ -48,7 +48,7 @@ def output_layer(cfg, counts: np.ndarray, huffman, threads: int):
     if cfg.loss == "hs":
         rows = max(counts.size - 1, 1)
         # the inner nodes nearest the root are the last created: the hottest rows
-        count, merge_every = cpu.hs_private_rows(cfg.dim, threads)
+        count, merge_every = cpu.hs_private_rows(cfg.dim, threads, cfg.model)
         private = (max(rows - count, 0), count, merge_every)
         return step, tuple(huffman), rows, private
     accept, alias = vocab.negative_sampling_alias(counts)
