@@ -2,9 +2,9 @@
 
 The source is word2vec.c as the PyPI package `word2vec` 0.11.1 ships it (Mikolov's code from
 before the 2017 revision: a thread that reaches the end of the file seeks back, which clears
-the end-of-file flag, so it has not that revision's bug of skipping later epochs). `pip download` fetches the package's source, which
-needs only the package registry; a path to a word2vec.c can be given instead.
-It is compiled with the flags of its own Makefile.
+the end-of-file flag, so it has not that revision's bug of skipping later epochs).
+`pip download` fetches the package's source, which needs only the package registry; a path
+to a word2vec.c can be given instead. It is compiled with the flags of its own Makefile.
 
 Training runs in two steps, so that the clock holds training only: the vocabulary is
 counted once per corpus (`-save-vocab`, no `-output`), then each training reads it back
@@ -25,7 +25,8 @@ from common import status_mib
 PYPI_PACKAGE = "word2vec==0.11.1"
 SOURCE_IN_PACKAGE = "word2vec/includes/word2vec.c"
 # word2vec.c's Makefile
-CFLAGS = ["-lm", "-pthread", "-O3", "-march=native", "-Wall", "-funroll-loops", "-Wno-unused-result"]
+CFLAGS = ["-lm", "-pthread", "-O3", "-march=native", "-Wall", "-funroll-loops",
+          "-Wno-unused-result"]
 
 
 def build(folder: Path, source: Path | None = None) -> Path:
@@ -92,5 +93,6 @@ def train(binary: Path, text: Path, vocab: Path, out_dir: Path, model: str, loss
         time.sleep(0.1)
     seconds = time.perf_counter() - start
     if process.returncode != 0:
-        raise SystemExit(f"the C tool failed ({' '.join(command)}):\n{process.stderr.read().decode()}")
+        raise SystemExit(f"the C tool failed ({' '.join(command)}):\n"
+                         f"{process.stderr.read().decode()}")
     return raw_words * epochs / seconds, seconds, peak, vectors

@@ -31,7 +31,7 @@ def train_with_merges(inputs: dict, out_dir, model: str, loss: str, epochs: int,
     `merge_every` centre words."""
     from stages.word2vec import cpu
     from word2vec_vs_gensim import train_ours
-    cpu.hs_private_rows = lambda dim, thread_count, model: (rows, merge_every)
+    cpu.hs_private_rows = lambda dim, thread_count, _model: (rows, merge_every)
     cpu.ns_private_rows = lambda thread_count: (rows, merge_every)
     return train_ours(inputs, out_dir, model, loss, epochs, threads, 0.0, seed)
 
