@@ -83,16 +83,20 @@ def train(binary: Path, text: Path, vocab: Path, out_dir: Path, model: str, loss
                "-sample", "1e-3", "-hs", str(int(loss == "hs")),
                "-negative", "5" if loss == "ns" else "0", "-threads", str(threads),
                "-iter", str(epochs), "-min-count", "5", "-binary", "1"]
+    log = out_dir / "word2vec-c.log"
     start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = 0.0
-    while process.poll() is None:
-        # VmHWM, read while it runs: the rusage its parent gets at exit carries the
-        # parent's own peak over
-        peak = max(peak, status_mib("VmHWM", process.pid))
-        time.sleep(0.1)
+    # its output goes to a file, not a pipe: nothing reads a pipe while it runs, and a full
+    # one would stop it
+    with open(log, "wb") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+        peak = 0.0
+        while process.poll() is None:
+            # VmHWM, read while it runs: the rusage its parent gets at exit carries the
+            # parent's own peak over
+            peak = max(peak, status_mib("VmHWM", process.pid))
+            time.sleep(0.1)
     seconds = time.perf_counter() - start
     if process.returncode != 0:
         raise SystemExit(f"the C tool failed ({' '.join(command)}):\n"
-                         f"{process.stderr.read().decode()}")
+                         f"{log.read_text(errors='replace')[-2000:]}")
     return raw_words * epochs / seconds, seconds, peak, vectors

@@ -87,10 +87,9 @@ def hs_private_rows(dim: int, threads: int, model: str) -> tuple[int, int]:
     merges) for `model` ("skipgram" or "cbow"): see above."""
     if threads > 2:
         rows, merge_every = MANY_THREADS_ROWS, MANY_THREADS_MERGE_EVERY
-    elif model == "skipgram":
-        rows, merge_every = HS_PRIVATE_ROWS, HS_MERGE_EVERY_SKIPGRAM
     else:
-        rows, merge_every = HS_PRIVATE_ROWS, HS_MERGE_EVERY
+        rows = HS_PRIVATE_ROWS
+        merge_every = HS_MERGE_EVERY_SKIPGRAM if model == "skipgram" else HS_MERGE_EVERY
     return max(1, min(rows, HS_PRIVATE_BYTES // (8 * dim))), merge_every
 
 
