@@ -72,9 +72,10 @@ LOSS_SAMPLE_EVERY = 16
 # Skip-gram makes about window + 1 predictions per centre word where CBOW makes one, so its
 # private rows went stale over six times as many updates between merges, and that cost it:
 # skip-gram + HS with two threads, seeds 1-4, scored 15.0% analogy merging every 16,384
-# centre words, 15.8% every 1,024 (words/s within noise: medians 0.94 and 0.95 Mw/s) and
-# 15.7% with no private rows (15-20% slower); one thread scores 16.0%. CBOW + HS merging
-# every 1,024 ran 15-20% slower for +0.3 analogy and -0.01 WordSim (bench/RESULTS.md).
+# centre words, 15.8% every 1,024 (4.5% slower: 0.959 against 1.004 Mw/s, medians of six
+# alternated one-epoch runs) and 15.7% with no private rows (15-20% slower); one thread
+# scores 16.0%. CBOW + HS merging every 1,024 ran 15-20% slower for +0.3 analogy and
+# -0.01 WordSim (bench/RESULTS.md).
 HS_PRIVATE_ROWS, HS_PRIVATE_BYTES, HS_MERGE_EVERY = 4096, 5 << 20, 16384
 HS_MERGE_EVERY_SKIPGRAM = 1024
 NS_PRIVATE_ROWS, NS_MERGE_EVERY = 256, 1024
