@@ -75,7 +75,10 @@ LOSS_SAMPLE_EVERY = 16
 # centre words, 15.8% every 1,024 (4.5% slower: 0.959 against 1.004 Mw/s, medians of six
 # alternated one-epoch runs) and 15.7% with no private rows (15-20% slower); one thread
 # scores 16.0%. CBOW + HS merging every 1,024 ran 15-20% slower for +0.3 analogy and
-# -0.01 WordSim (bench/RESULTS.md).
+# -0.01 WordSim (bench/RESULTS.md). The interval does not scale with the window: at
+# window 10, merging every 558 centre words (as many predictions between merges as 1,024
+# at window 5) scored as 1,024 did (14.0% / 0.490 against 14.0% / 0.501, seeds 1-3) and ran
+# 4% slower.
 HS_PRIVATE_ROWS, HS_PRIVATE_BYTES, HS_MERGE_EVERY = 4096, 5 << 20, 16384
 HS_MERGE_EVERY_SKIPGRAM = 1024
 NS_PRIVATE_ROWS, NS_MERGE_EVERY = 256, 1024
