@@ -43,8 +43,13 @@ def run_or_exit(command: list[str]) -> None:
     """Runs `command`; if it fails, stops the bench with the command and what it printed."""
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed (exit {done.returncode}):\n"
-                         f"{done.stdout[-2000:]}{done.stderr[-2000:]}")
+        raise failure(command, done.returncode, done.stdout[-2000:] + done.stderr[-2000:])
+
+
+def failure(command: list[str], returncode: int, output: str) -> SystemExit:
+    """What stops the bench when a command fails: the command, its exit status and the
+    tail of what it printed."""
+    return SystemExit(f"{' '.join(command)} failed (exit {returncode}):\n{output}")
 
 
 def fetch_source(folder: Path) -> Path:
@@ -97,6 +102,5 @@ def train(binary: Path, text: Path, vocab: Path, out_dir: Path, model: str, loss
             time.sleep(0.1)
     seconds = time.perf_counter() - start
     if process.returncode != 0:
-        raise SystemExit(f"the C tool failed ({' '.join(command)}):\n"
-                         f"{log.read_text(errors='replace')[-2000:]}")
+        raise failure(command, process.returncode, log.read_text(errors="replace")[-2000:])
     return raw_words * epochs / seconds, seconds, peak, vectors
