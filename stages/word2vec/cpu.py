@@ -52,35 +52,37 @@ LOSS_SAMPLE_EVERY = 16
 # merges). A row is copied in on its first use after a merge and only the rows used go
 # back, so a merge costs the rows a thread touched, not all of them. With one thread nothing
 # is private and the updates are word2vec.c's.
-# How many rows, and how often they merge (the runs are in bench/RESULTS.md): every HS
-# prediction goes through the nodes nearest the root, and CBOW + HS ran 7-15% faster with
-# 4,096 private rows merged every 16,384 centre words than with 256 every 1,024, with the
-# same scores. A private row holds a copy and a merge base (8 D bytes) and pays only while
-# it stays in the core's cache, so HS keeps at most HS_PRIVATE_BYTES of them: at D = 300,
+# How many rows, and how often they merge (the runs are in bench/RESULTS.md). A merge costs
+# the rows used since the last one: each is added back (copy - base) and copied in afresh on
+# its next use, reading a line the other core has just written. One thread that keeps
+# private rows as two would (no other thread's noise) measures that cost: on an Intel Xeon
+# host, CBOW + HS 11% slower merging 4,096 rows every 16,384 centre words, 3% every 65,536;
+# skip-gram + HS 20% slower merging 4,096 every 1,024, 7% with 1,024 rows every 2,048. With
+# two threads CBOW + HS merges every 65,536 (seeds 1-3: 12.60% analogy / 0.325 WordSim
+# against 12.72% / 0.332 every 16,384, within the seeds' spread of 0.7 points; an earlier
+# run, seeds 1-4: 12.40% / 0.335 against 12.54% / 0.335). Skip-gram makes about window + 1
+# predictions per centre word where CBOW makes one, so its private rows go stale faster:
+# merging 4,096 rows every 16,384 centre words cost it 0.8 analogy points (15.0% against
+# 15.8% every 1,024). It keeps 1,024 rows (the ten levels nearest the root) and merges them
+# every 2,048 centre words: seeds 1-3, 15.82% / 0.467 against 15.41% / 0.471 with 4,096
+# every 1,024, and 1.93x one thread's words/s against 1.86x (medians of seven alternated
+# rounds). A private row holds a copy and a merge base (8 D bytes) and pays only while it
+# stays in the core's cache, so HS keeps at most HS_PRIVATE_BYTES of them: at D = 300,
 # 4,096 rows (9.8 MB) ran slower than 2,048. Negative sampling's rows spread over the
 # vocabulary, and more than 256 cost more than they saved.
-# Each thread adds a delta computed on its own stale copy, so the longer HS setting holds
-# only for two threads, where it was measured: with 16 threads on 16 cores it wrecked
-# training (3.1% analogy, skip-gram + HS). More threads keep 256 rows and merge them, HS
-# and NS alike, every 128 centre words: on 16 cores (bench/word2vec_many_threads.py) that
-# trained as well as no private rows at all, which ran 11x (skip-gram + HS) and 5x (CBOW
-# + HS) slower: skip-gram + HS 14.6% analogy and WordSim 0.497 against 15.1% and 0.481,
-# CBOW + HS 12.3% and 0.407 against 12.7% and 0.357. Merges every 1,024 lost skip-gram +
-# HS 5 points of analogy (10.3%) and CBOW + HS 6 (6.8%); dividing each merged change by
-# the number of threads holding a copy kept the analogy (16.2%, 13.1%) but cost skip-gram
-# + HS its WordSim (0.31-0.32).
-# Skip-gram makes about window + 1 predictions per centre word where CBOW makes one, so its
-# private rows went stale over six times as many updates between merges, and that cost it:
-# skip-gram + HS with two threads, seeds 1-4, scored 15.0% analogy merging every 16,384
-# centre words, 15.8% every 1,024 (4.5% slower: 0.959 against 1.004 Mw/s, medians of six
-# alternated one-epoch runs) and 15.7% with no private rows (15-20% slower); one thread
-# scores 16.0%. CBOW + HS merging every 1,024 ran 15-20% slower for +0.3 analogy and
-# -0.01 WordSim (bench/RESULTS.md). The interval does not scale with the window: at
-# window 10, merging every 558 centre words (as many predictions between merges as 1,024
-# at window 5) scored as 1,024 did (14.0% / 0.490 against 14.0% / 0.501, seeds 1-3) and ran
-# 4% slower.
-HS_PRIVATE_ROWS, HS_PRIVATE_BYTES, HS_MERGE_EVERY = 4096, 5 << 20, 16384
-HS_MERGE_EVERY_SKIPGRAM = 1024
+# Each thread adds a delta computed on its own stale copy, so the longer HS settings hold
+# only for two threads, where they were measured: with 16 threads on 16 cores merging every
+# 16,384 wrecked training (3.1% analogy, skip-gram + HS). More threads keep 256 rows and
+# merge them, HS and NS alike, every 128 centre words: on 16 cores
+# (bench/word2vec_many_threads.py) that trained as well as no private rows at all, which
+# ran 11x (skip-gram + HS) and 5x (CBOW + HS) slower: skip-gram + HS 14.6% analogy and
+# WordSim 0.497 against 15.1% and 0.481, CBOW + HS 12.3% and 0.407 against 12.7% and 0.357.
+# Merges every 1,024 lost skip-gram + HS 5 points of analogy (10.3%) and CBOW + HS 6
+# (6.8%); dividing each merged change by the number of threads holding a copy kept the
+# analogy (16.2%, 13.1%) but cost skip-gram + HS its WordSim (0.31-0.32).
+# (rows, centre words between merges) with two threads, by model:
+HS_TWO_THREADS = {"cbow": (4096, 65536), "skipgram": (1024, 2048)}
+HS_PRIVATE_BYTES = 5 << 20
 NS_PRIVATE_ROWS, NS_MERGE_EVERY = 256, 1024
 MANY_THREADS_ROWS, MANY_THREADS_MERGE_EVERY = 256, 128
 NO_PRIVATE_ROWS = (0, 0, 1)                 # `private` when no row is private
@@ -92,8 +94,7 @@ def hs_private_rows(dim: int, threads: int, model: str) -> tuple[int, int]:
     if threads > 2:
         rows, merge_every = MANY_THREADS_ROWS, MANY_THREADS_MERGE_EVERY
     else:
-        rows = HS_PRIVATE_ROWS
-        merge_every = HS_MERGE_EVERY_SKIPGRAM if model == "skipgram" else HS_MERGE_EVERY
+        rows, merge_every = HS_TWO_THREADS[model]
     return max(1, min(rows, HS_PRIVATE_BYTES // (8 * dim))), merge_every
 
 

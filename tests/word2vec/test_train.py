@@ -245,17 +245,18 @@ def test_killed_two_thread_run_resumes_at_its_block_and_reads_every_word_once(pr
 @pytest.mark.parametrize("dim", [1, 100, 300, 1000, 10**7])
 def test_hs_private_rows_are_the_hottest_within_the_byte_budget(dim, threads, model):
     """Each thread keeps the inner nodes nearest the root (the last rows) privately: as many
-    as HS_PRIVATE_ROWS and HS_PRIVATE_BYTES allow (copy and merge base, 8 D bytes a row),
-    and at least one; skip-gram, with several predictions per centre word, merges them more
-    often than CBOW, and more than two threads keep fewer rows and merge them more often."""
+    as HS_TWO_THREADS gives for the model and HS_PRIVATE_BYTES allows (copy and merge base,
+    8 D bytes a row), and at least one; skip-gram, with several predictions per centre word,
+    merges them more often than CBOW, and more than two threads keep fewer rows and merge
+    them more often."""
     counts = np.arange(10_000, 0, -1, dtype=np.int64)
     cfg = Word2VecConfig(model=model, loss="hs", dim=dim)
     _, _, rows, (first, count, merge_every) = train.output_layer(
         cfg, counts, vocab.build_huffman(counts), threads)
-    two_threads_interval = (cpu.HS_MERGE_EVERY_SKIPGRAM if model == "skipgram"
-                            else cpu.HS_MERGE_EVERY)
-    cap, interval = ((cpu.HS_PRIVATE_ROWS, two_threads_interval) if threads <= 2 else
+    cap, interval = (cpu.HS_TWO_THREADS[model] if threads <= 2 else
                      (cpu.MANY_THREADS_ROWS, cpu.MANY_THREADS_MERGE_EVERY))
+    assert cpu.HS_TWO_THREADS["skipgram"][1] < cpu.HS_TWO_THREADS["cbow"][1]
+    assert interval >= cpu.MANY_THREADS_MERGE_EVERY
     assert rows == counts.size - 1 and first == rows - count and merge_every == interval
     fits = 8 * dim * count <= cpu.HS_PRIVATE_BYTES
     assert count == cap and fits or count == 1 and not fits or (
