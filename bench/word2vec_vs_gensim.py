@@ -90,8 +90,8 @@ def train_ours(inputs: dict, out_dir: Path, model: str, loss: str, epochs: int, 
             out_dir / "vectors.bin")
 
 
-def train_ours_into(queue, *args):
-    queue.put(train_ours(*args))
+def train_ours_into(queue, *args, **kwargs):
+    queue.put(train_ours(*args, **kwargs))
 
 
 def ours_side_by_side(processes: int, inputs: dict, scratch: Path, name: str) -> float:
@@ -103,7 +103,8 @@ def ours_side_by_side(processes: int, inputs: dict, scratch: Path, name: str) ->
     barrier, queue = context.Barrier(processes), context.Queue()
     children = [context.Process(target=train_ours_into,
                                 args=(queue, inputs, scratch / f"apart-{name}-{i}", model, loss,
-                                      1, 1, 0.0, 1 + i, 1e-4, barrier))
+                                      1, 1),
+                                kwargs={"seed": 1 + i, "start_together": barrier})
                 for i in range(processes)]
     for child in children:
         child.start()

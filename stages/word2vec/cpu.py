@@ -66,9 +66,12 @@ LOSS_SAMPLE_EVERY = 16
 # 15.8% every 1,024). It keeps 1,024 rows (the ten levels nearest the root) and merges them
 # every 2,048 centre words: seeds 1-3, 15.82% / 0.467 against 15.41% / 0.471 with 4,096
 # every 1,024, and 1.93x one thread's words/s against 1.86x (medians of seven alternated
-# rounds). A private row holds a copy and a merge base (8 D bytes) and pays only while it
-# stays in the core's cache, so HS keeps at most HS_PRIVATE_BYTES of them: at D = 300,
-# 4,096 rows (9.8 MB) ran slower than 2,048. Negative sampling's rows spread over the
+# rounds). The interval does not scale with the window: at window 10 (4,096 rows), merging
+# every 558 centre words (as many predictions between merges as 1,024 at window 5) scored
+# as 1,024 did (14.0% / 0.490 against 14.0% / 0.501, seeds 1-3) and ran 4% slower.
+# A private row holds a copy and a merge base (8 D bytes) and pays only while it stays in
+# the core's cache, so HS keeps at most HS_PRIVATE_BYTES of them: at D = 300, 4,096 rows
+# (9.8 MB) ran slower than 2,048. Negative sampling's rows spread over the
 # vocabulary, and more than 256 cost more than they saved.
 # Each thread adds a delta computed on its own stale copy, so the longer HS settings hold
 # only for two threads, where they were measured: with 16 threads on 16 cores merging every
