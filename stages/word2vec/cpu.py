@@ -163,8 +163,10 @@ def sigmoid(x):
     at a fraction of the cost of exp() and a division in the innermost loop."""
     position = (x + np.float32(SIGMOID_BOUND)) * _SIGMOID_SCALE
     # x just below the bound rounds to position == SIGMOID_TABLE_SIZE in float32: clamp,
-    # or the interpolation would read one entry past the table
-    i = min(int(position), SIGMOID_TABLE_SIZE - 1)
+    # or the interpolation would read one entry past the table. A NaN x (weights that
+    # diverged within a chunk, before the check after it) converts to the most negative
+    # integer: clamped to 0 it reads the table and returns NaN, which the check then finds.
+    i = max(0, min(int(position), SIGMOID_TABLE_SIZE - 1))
     frac = position - np.float32(i)
     return _SIGMOID[i] + frac * (_SIGMOID[i + 1] - _SIGMOID[i])
 
