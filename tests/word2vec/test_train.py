@@ -38,6 +38,16 @@ def test_one_thread_and_a_seed_are_bit_for_bit_reproducible(prepared, tmp_path, 
     assert not np.array_equal(first, third)
 
 
+def test_one_thread_trains_the_same_whatever_the_chunks_and_blocks(prepared, tmp_path,
+                                                                   monkeypatch):
+    """With one thread the blocks only cut the file's order into pieces: their size and
+    the chunks they are handed out in change nothing in the vectors."""
+    first, _ = train_once(prepared, tmp_path / "a", model="cbow", loss="ns", chunk_words=5000)
+    monkeypatch.setattr(train, "BLOCKS_PER_THREAD", 3)
+    second, _ = train_once(prepared, tmp_path / "b", model="cbow", loss="ns", chunk_words=1700)
+    assert first.tobytes() == second.tobytes()
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_every_epoch_reads_every_word_whatever_the_thread_count(prepared, tmp_path, threads):
     _, metrics = train_once(prepared, tmp_path, threads=threads, epochs=3, chunk_words=3000)
@@ -193,6 +203,28 @@ def test_a_checkpoint_written_while_training_goes_on_holds_the_state_it_was_take
         save(StageDir(resumed_dir, quiet=True, fingerprint="test"), state, identity)
         resumed, _ = train_once(prepared, resumed_dir, **settings)
         assert resumed.tobytes() == expected.tobytes(), (int(state["epoch"]), int(state["block"]))
+
+
+def test_checkpoints_are_copies_while_training_goes_on_and_the_last_is_the_state(
+        prepared, tmp_path, monkeypatch):
+    """Training changes the state after every chunk, so each checkpoint taken before the end
+    is written from a copy; the last, taken when no chunk is left, from the state itself."""
+    cfg = Word2VecConfig(dim=8, epochs=2, threads=1, seed=3, chunk_words=1000,
+                         checkpoint_minutes=1e-9)
+    trainer, state = trainer_and_state(prepared, train.Trainer, cfg, sentences=600)
+    handed = []
+    monkeypatch.setattr(train, "save_checkpoint", lambda out, snapshot, identity:
+                        handed.append((snapshot, np.copy(snapshot["vectors"]))))
+    with BackgroundWriter() as checkpoints:
+        train.train_epochs(trainer, state, StageDir(tmp_path, quiet=True, fingerprint="t"),
+                           "id", checkpoints)
+    assert len(handed) >= 3
+    *earlier, (last, _) = handed
+    assert last is state
+    for snapshot, vectors_when_taken in earlier:
+        assert not np.shares_memory(snapshot["vectors"], state["vectors"])
+        assert snapshot["vectors"].tobytes() == vectors_when_taken.tobytes()
+    assert not np.array_equal(earlier[0][1], state["vectors"])       # training went on
 
 
 def test_killed_run_resumes_from_its_checkpoint_to_the_same_vectors(prepared, tmp_path, monkeypatch):
