@@ -34,8 +34,10 @@ one pair of runs moves by 5-10% on a shared machine. The "apart" column is what 
 machine itself allows in the same rounds: `threads` one-thread trainings in separate
 processes, started at the same moment, their words/s summed, over the round's one-thread
 figure. They share no weights, only the cores' caches, the memory and the host, so the
-gap between the two columns is what sharing the weights costs the threads. --seeds 0
-measures only these columns, with as many rounds as --scaling-runs.
+gap between the two columns is what sharing the weights costs the threads. "gensim
+scaling" is the peer's own ratio in the same rounds: one epoch with `threads` workers over
+one epoch with one. --seeds 0 measures only these columns, with as many rounds as
+--scaling-runs.
 --c-word2vec adds the original C word2vec as a third tool (bench/c_word2vec.py builds it,
 from the PyPI package `word2vec`'s copy of word2vec.c or from the file given): trained once
 per seed with the same settings and its own learning rates (word2vec.c has no seed; its
@@ -161,27 +163,34 @@ def quality(vectors_file: Path) -> tuple[dict, float, float]:
     return answered, accuracy, wordsim["spearman"]
 
 
-def scaling_ratio(inputs: dict, scratch: Path, name: str, threads: int,
-                  runs: int) -> tuple[str, str]:
+def scaling_ratio(inputs: dict, text: Path, scratch: Path, name: str, threads: int,
+                  runs: int) -> tuple[str, str, str]:
     """Over `runs` rounds of one-epoch runs: the median (and range) of words/s with
-    `threads` over words/s with one thread, and of the summed words/s of `threads`
-    one-thread processes trained at once (ours_side_by_side) over the same one-thread
-    figure: the host's own ceiling for the first ratio in the same minutes."""
+    `threads` over words/s with one thread; of the summed words/s of `threads` one-thread
+    processes trained at once (ours_side_by_side) over the same one-thread figure: the
+    host's own ceiling for the first ratio in the same minutes; and of gensim's words/s
+    with `threads` workers over its words/s with one."""
     if runs < 1:
-        return "-", "-"
+        return "-", "-", "-"
     model, loss = WORD2VEC_CONFIGS[name]
-    ratios, apart = [], []
+    ratios, apart, peer = [], [], []
     for _ in range(runs):
         one = in_child(train_ours, inputs, scratch / f"one-{name}", model, loss, 1, 1)
         many = in_child(train_ours, inputs, scratch / f"many-{name}", model, loss, 1, threads)
         together = ours_side_by_side(threads, inputs, scratch, name)
+        peer_one = in_child(train_gensim, text, scratch / f"gensim-one-{name}", model, loss, 1, 1)
+        peer_many = in_child(train_gensim, text, scratch / f"gensim-many-{name}", model, loss, 1,
+                             threads)
         ratios.append(many[0] / one[0])
         apart.append(together / one[0])
+        peer.append(peer_many[0] / peer_one[0])
         print(f"{name} scaling: Mw/s {one[0] / 1e6:.3f} with one thread, {many[0] / 1e6:.3f} "
               f"with {threads}: {ratios[-1]:.2f}x; {threads} one-thread processes at once "
-              f"{together / 1e6:.3f} in all: {apart[-1]:.2f}x", flush=True)
+              f"{together / 1e6:.3f} in all: {apart[-1]:.2f}x; gensim {peer_one[0] / 1e6:.3f} "
+              f"with one worker, {peer_many[0] / 1e6:.3f} with {threads}: {peer[-1]:.2f}x",
+              flush=True)
     return tuple(f"{statistics.median(r):.2f}x ({min(r):.2f}-{max(r):.2f})"
-                 for r in (ratios, apart))
+                 for r in (ratios, apart, peer))
 
 
 def compare_once(inputs: dict, text: Path, scratch: Path, name: str, args, seed: int,
@@ -241,10 +250,10 @@ def prepare_c_tool(source: str | None, text: Path, scratch: Path, inputs: dict) 
     return {"binary": binary, "vocab": vocab, "raw_words": corpus_split(inputs)[0].size}
 
 
-def table_row(name: str, pairs: list[dict], scaling: tuple[str, str]) -> list[str]:
+def table_row(name: str, pairs: list[dict], scaling: tuple[str, ...]) -> list[str]:
     """One row of HEADER from the per-seed comparisons ("-" where there are none)."""
     if not pairs:
-        return [name] + ["-"] * (len(HEADER) - 5) + [*scaling, "-", "-"]
+        return [name] + ["-"] * (len(HEADER) - 3 - len(scaling)) + [*scaling, "-", "-"]
     def mean(key, side):
         return statistics.mean(pair[key][side] for pair in pairs)
     speed = [statistics.median(pair["speed"][side] for pair in pairs) for side in (0, 1)]
@@ -285,7 +294,7 @@ def main():
     for name in args.configs.split(","):
         pairs = [compare_once(inputs, text, scratch, name, args, seed, c_tool)
                  for seed in range(1, args.seeds + 1)]
-        scaling = scaling_ratio(inputs, scratch, name, args.threads, args.scaling_runs)
+        scaling = scaling_ratio(inputs, text, scratch, name, args.threads, args.scaling_runs)
         rows.append(table_row(name, pairs, scaling))
         print_table(HEADER, rows[-1:])
         if c_tool and pairs:
@@ -295,7 +304,8 @@ def main():
                f"(median over the seeds), quality figures and diffs averaged over the seeds"
                if args.seeds else "scaling only")
     print(f"en-mix, dim 100, window 5, min_count 5, sample 1e-3, {args.threads} threads, "
-          f"{trained}; scaling and apart: {args.scaling_runs} rounds of one-epoch runs")
+          f"{trained}; scaling, apart and gensim scaling: {args.scaling_runs} rounds of "
+          f"one-epoch runs")
     print_table(HEADER, rows)
     if c_rows:
         print(f"\nthe original C word2vec, the same settings and {args.threads} threads, "
@@ -305,7 +315,8 @@ def main():
 
 HEADER = ["config", "ours Mw/s", "gensim Mw/s", "speed", "ours analogy%", "gensim analogy%", "diff",
           "ours same-q%", "gensim same-q%", "diff",
-          "ours ws353", "gensim ws353", "diff", "scaling", "apart", "ours +MiB", "gensim +MiB"]
+          "ours ws353", "gensim ws353", "diff", "scaling", "apart", "gensim scaling",
+          "ours +MiB", "gensim +MiB"]
 C_HEADER = ["config", "C Mw/s", "ours/C speed", "C analogy%", "diff", "C ws353", "diff",
             "C peak MiB"]
 
