@@ -71,8 +71,15 @@ LOSS_SAMPLE_EVERY = 16
 # as 1,024 did (14.0% / 0.490 against 14.0% / 0.501, seeds 1-3) and ran 4% slower.
 # A private row holds a copy and a merge base (8 D bytes) and pays only while it stays in
 # the core's cache, so HS keeps at most HS_PRIVATE_BYTES of them: at D = 300, 4,096 rows
-# (9.8 MB) ran slower than 2,048. Negative sampling's rows spread over the
-# vocabulary, and more than 256 cost more than they saved.
+# (9.8 MB) ran slower than 2,048. Negative sampling's rows spread over the vocabulary,
+# so copies of its most frequent words' rows cover less of the sharing: with two threads
+# 256 of them merged every 1,024 centre words cost about what they saved (AMD EPYC host:
+# skip-gram + NS 1.219 against 1.193 Mw/s without them), 4,096 cost more, and on an Intel
+# Xeon host two threads without them ran 1.68x one thread's words/s against 1.62x with
+# them (CBOW + NS) and 1.68x against 1.60x (skip-gram + NS; medians of paired rounds).
+# Two threads therefore keep none for NS; seeds 1-3 scored the same either way (CBOW + NS
+# 16.17% / 0.380 without, 16.45% / 0.385 with; skip-gram + NS 15.01% / 0.415 and
+# 14.81% / 0.418).
 # Each thread adds a delta computed on its own stale copy, so the longer HS settings hold
 # only for two threads, where they were measured: with 16 threads on 16 cores merging every
 # 16,384 wrecked training (3.1% analogy, skip-gram + HS). More threads keep 256 rows and
@@ -86,7 +93,6 @@ LOSS_SAMPLE_EVERY = 16
 # (rows, centre words between merges) with two threads, by model:
 HS_TWO_THREADS = {"cbow": (4096, 65536), "skipgram": (1024, 2048)}
 HS_PRIVATE_BYTES = 5 << 20
-NS_PRIVATE_ROWS, NS_MERGE_EVERY = 256, 1024
 MANY_THREADS_ROWS, MANY_THREADS_MERGE_EVERY = 256, 128
 NO_PRIVATE_ROWS = (0, 0, 1)                 # `private` when no row is private
 
@@ -103,10 +109,10 @@ def hs_private_rows(dim: int, threads: int, model: str) -> tuple[int, int]:
 
 def ns_private_rows(threads: int) -> tuple[int, int]:
     """(most frequent words each thread keeps privately as negatives, centre words between
-    its merges): see above."""
+    its merges): none with up to two threads; see above."""
     if threads > 2:
         return MANY_THREADS_ROWS, MANY_THREADS_MERGE_EVERY
-    return NS_PRIVATE_ROWS, NS_MERGE_EVERY
+    return NO_PRIVATE_ROWS[1:]
 
 
 def element_pointer(context, builder, array_type, array, indices):

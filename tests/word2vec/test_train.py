@@ -296,15 +296,14 @@ def test_hs_private_rows_are_the_hottest_within_the_byte_budget(dim, threads, mo
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3, 16])
-def test_ns_private_rows_are_the_most_frequent_words_merged_more_often_by_many_threads(threads):
-    """As HS: the most frequent words (ids 0, 1, ...) are private; more than two threads
-    merge them every MANY_THREADS_MERGE_EVERY centre words."""
+def test_ns_private_rows_are_the_most_frequent_words_kept_only_by_many_threads(threads):
+    """Up to two threads share every output row; more keep the most frequent words (ids 0,
+    1, ...) privately and merge them every MANY_THREADS_MERGE_EVERY centre words."""
     counts = np.arange(10_000, 0, -1, dtype=np.int64)
     _, _, rows, private = train.output_layer(Word2VecConfig(loss="ns"), counts, None, threads)
-    expected = ((cpu.NS_PRIVATE_ROWS, cpu.NS_MERGE_EVERY) if threads <= 2 else
-                (cpu.MANY_THREADS_ROWS, cpu.MANY_THREADS_MERGE_EVERY))
-    assert rows == counts.size and private == (0, *expected)
-    assert cpu.MANY_THREADS_MERGE_EVERY < cpu.NS_MERGE_EVERY
+    expected = (cpu.NO_PRIVATE_ROWS if threads <= 2 else
+                (0, cpu.MANY_THREADS_ROWS, cpu.MANY_THREADS_MERGE_EVERY))
+    assert rows == counts.size and private == expected
 
 
 def test_one_part_plans_the_file_order_in_blocks_of_about_the_size_asked():
