@@ -253,7 +253,8 @@ def prepare_c_tool(source: str | None, text: Path, scratch: Path, inputs: dict) 
 def table_row(name: str, pairs: list[dict], scaling: tuple[str, ...]) -> list[str]:
     """One row of HEADER from the per-seed comparisons ("-" where there are none)."""
     if not pairs:
-        return [name] + ["-"] * (len(HEADER) - 3 - len(scaling)) + [*scaling, "-", "-"]
+        # every column between the name and the scaling ones is per-seed
+        return [name] + ["-"] * (HEADER.index("scaling") - 1) + [*scaling, "-", "-"]
     def mean(key, side):
         return statistics.mean(pair[key][side] for pair in pairs)
     speed = [statistics.median(pair["speed"][side] for pair in pairs) for side in (0, 1)]
